@@ -1,0 +1,3 @@
+from disync_operator.cli import main
+
+main()
