@@ -1,0 +1,181 @@
+"""Pydantic models of the emulator's YAML configuration.
+
+Every model forbids unknown keys: a misspelt fault or timing would otherwise be silently ignored and a test would
+pass for the wrong reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+TaskType = Literal["DI_REALTIME", "DI_SOLUTION"]
+TASK_TYPES: tuple[str, ...] = ("DI_REALTIME", "DI_SOLUTION")
+
+ACTIONS: tuple[str, ...] = (
+    "StartDISyncInstance",
+    "StopDISyncInstance",
+    "GetDISyncInstanceInfo",
+    "TerminateDISyncInstance",
+)
+API_VERSION = "2020-05-18"
+
+_DEMO_RESOURCE = "demo-emulator.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AccessKeyConfig(_Strict):
+    """One AccessKey the emulator accepts; with ``security_token`` it behaves as an STS credential."""
+
+    id: str = Field(min_length=1)
+    # SecretStr keeps the secret out of reprs, validation errors and anything we might log.
+    secret: SecretStr
+    security_token: SecretStr | None = None
+    # When set, requests signed with this key after that instant fail with InvalidSecurityToken.Expired,
+    # so credential-refresh paths can be exercised.
+    security_token_expiration: dt.datetime | None = None
+    projects: list[int] | Literal["*"] = "*"
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("secret must not be empty")
+        return value
+
+    @field_validator("security_token_expiration")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        # A naive datetime would compare differently depending on the host's zone; the cloud's Expiration is UTC.
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
+    def may_access(self, project_id: int) -> bool:
+        return self.projects == "*" or project_id in self.projects
+
+
+class TaskConfig(_Strict):
+    file_id: int = Field(gt=0)
+    task_type: TaskType
+    name: str = Field(min_length=1)
+
+
+class ProjectConfig(_Strict):
+    id: int = Field(gt=0)
+    tasks: list[TaskConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_files(self) -> ProjectConfig:
+        seen: set[int] = set()
+        for task in self.tasks:
+            if task.file_id in seen:
+                raise ValueError(f"project {self.id}: duplicate file_id {task.file_id}")
+            seen.add(task.file_id)
+        return self
+
+
+class TimingsConfig(_Strict):
+    """How long the transient states last; the state machine derives them lazily from timestamps."""
+
+    start_wait_seconds: float = Field(default=0.2, ge=0)
+    stop_seconds: float = Field(default=0.1, ge=0)
+    stop_state: Literal["PAUSE", "NORUN"] = "PAUSE"
+
+
+class FaultConfig(_Strict):
+    """Injected misbehaviour. The five ``*_rate`` faults are mutually exclusive per request (one RNG draw picks at
+    most one), so their sum must not exceed 1."""
+
+    seed: int = 0
+    # Only requests whose action is listed are affected; None means every action.
+    actions: list[str] | None = None
+    latency_ms: float = Field(default=0, ge=0, le=600_000)
+    jitter_ms: float = Field(default=0, ge=0, le=600_000)
+    error_rate: float = Field(default=0, ge=0, le=1)
+    malformed_rate: float = Field(default=0, ge=0, le=1)
+    truncated_rate: float = Field(default=0, ge=0, le=1)
+    hang_rate: float = Field(default=0, ge=0, le=1)
+    reset_rate: float = Field(default=0, ge=0, le=1)
+    # Bounded so a forgotten hang cannot pin a connection (and a test) forever.
+    hang_seconds: float = Field(default=30, ge=0, le=300)
+    throttle_qps: float | None = Field(default=None, gt=0)
+    throttle_burst: float | None = Field(default=None, ge=1)
+    drop_start_response: int = Field(default=0, ge=0)
+
+    @field_validator("actions")
+    @classmethod
+    def _known_actions(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            unknown = sorted(set(value) - set(ACTIONS))
+            if unknown:
+                raise ValueError(f"unknown action(s) {unknown}; known: {list(ACTIONS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _rates_exclusive(self) -> FaultConfig:
+        total = self.error_rate + self.malformed_rate + self.truncated_rate + self.hang_rate + self.reset_rate
+        if total > 1 + 1e-9:
+            raise ValueError(f"error/malformed/truncated/hang/reset rates sum to {total:g}; they must sum to <= 1")
+        return self
+
+    def applies_to(self, action: str) -> bool:
+        return self.actions is None or action in self.actions
+
+
+class EmulatorConfig(_Strict):
+    access_keys: list[AccessKeyConfig] = Field(min_length=1)
+    projects: list[ProjectConfig] = Field(default_factory=list)
+    timings: TimingsConfig = Field(default_factory=TimingsConfig)
+    faults: FaultConfig = Field(default_factory=FaultConfig)
+    # Both caches are bounded so a long benchmark cannot grow the emulator without limit.
+    request_log_size: int = Field(default=100_000, ge=1)
+    nonce_cache_size: int = Field(default=100_000, ge=1)
+    # Allowed |x-acs-date - now|; the cloud allows 15 minutes.
+    timestamp_tolerance_seconds: float = Field(default=900, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EmulatorConfig:
+        ids = [key.id for key in self.access_keys]
+        if len(ids) != len(set(ids)):
+            raise ValueError("duplicate access key id")
+        project_ids = [project.id for project in self.projects]
+        if len(project_ids) != len(set(project_ids)):
+            raise ValueError("duplicate project id")
+        known = set(project_ids)
+        for key in self.access_keys:
+            if key.projects != "*":
+                missing = sorted(set(key.projects) - known)
+                if missing:
+                    # Catch typos: a key granted a non-existent project is almost certainly a config mistake.
+                    raise ValueError(f"access key {key.id}: unknown project(s) {missing}")
+        return self
+
+    @classmethod
+    def from_mapping(cls, data: Any) -> EmulatorConfig:
+        return cls.model_validate(data if data is not None else {})
+
+    @classmethod
+    def from_yaml_text(cls, text: str) -> EmulatorConfig:
+        return cls.from_mapping(yaml.safe_load(text))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> EmulatorConfig:
+        return cls.from_yaml_text(Path(path).read_text(encoding="utf-8"))
+
+
+def demo_config_text() -> str:
+    return resources.files("disync_operator").joinpath("data", _DEMO_RESOURCE).read_text(encoding="utf-8")
+
+
+def demo_config() -> EmulatorConfig:
+    """The demo registry shipped as package data (one AccessKey, project 10000, tasks 100/101/200)."""
+    return EmulatorConfig.from_yaml_text(demo_config_text())
