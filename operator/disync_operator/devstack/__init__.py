@@ -1,0 +1,1 @@
+"""Local development and test stack: control plane, emulator, operator wiring."""

@@ -1,0 +1,269 @@
+"""The DISyncInstance custom resource: spec and status as pydantic models.
+
+These models are the single source of truth: `disync_operator.crd` generates the CRD's OpenAPI schema (with its
+descriptions, bounds, enums and CEL rules) from them, and a test checks that deploy/crds/ matches the output.
+The operator reads every CR through `DISyncInstanceSpec.model_validate` and writes status only through
+`DISyncInstanceStatus`, so what the API server admits and what the operator understands cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "disync.dev"
+VERSION = "v1alpha1"
+KIND = "DISyncInstance"
+PLURAL = "disyncinstances"
+SINGULAR = "disyncinstance"
+SHORT_NAMES = ["dsi"]
+FINALIZER = f"{GROUP}/stop-instance"
+
+# CEL rules the API server enforces at admission: what a plain schema cannot say.
+CEL = "x-kubernetes-validations"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class TaskType(StrEnum):
+    DI_REALTIME = "DI_REALTIME"
+    DI_SOLUTION = "DI_SOLUTION"
+
+
+class DeletionPolicy(StrEnum):
+    STOP = "Stop"
+    ORPHAN = "Orphan"
+
+
+class DDLAction(StrEnum):
+    NORMAL = "NORMAL"
+    IGNORE = "IGNORE"
+    WARNING = "WARNING"
+    CRITICAL = "CRITICAL"
+
+
+class FailoverLimit(_Model):
+    """How often the real-time task may fail over before it stops."""
+
+    count: int = Field(ge=0, le=10_000, description="Number of failovers allowed within `interval`.")
+    interval: int = Field(ge=0, le=86_400, description="Window over which failovers are counted (the API's `interval`).")
+
+
+class ErrorLimit(_Model):
+    record: int = Field(ge=0, le=1_000_000_000, description="Dirty-data records tolerated before the task fails.")
+
+
+_DDL_DOC = "What the task does when the source emits this DDL: NORMAL, IGNORE, WARNING or CRITICAL."
+
+
+class DDLMarkMap(_Model):
+    """Per-DDL-kind handling in the real-time task; kinds left out keep DataWorks' default."""
+
+    model_config = ConfigDict(alias_generator=None, populate_by_name=True, extra="forbid", frozen=True)
+
+    ADDCOLUMN: DDLAction | None = Field(default=None, description=_DDL_DOC)
+    DROPCOLUMN: DDLAction | None = Field(default=None, description=_DDL_DOC)
+    RENAMECOLUMN: DDLAction | None = Field(default=None, description=_DDL_DOC)
+    MODIFYCOLUMN: DDLAction | None = Field(default=None, description=_DDL_DOC)
+    CREATETABLE: DDLAction | None = Field(default=None, description=_DDL_DOC)
+    DROPTABLE: DDLAction | None = Field(default=None, description=_DDL_DOC)
+    RENAMETABLE: DDLAction | None = Field(default=None, description=_DDL_DOC)
+    TRUNCATETABLE: DDLAction | None = Field(default=None, description=_DDL_DOC)
+
+
+class StartParam(_Model):
+    """Start-up parameters of a real-time task (the API's StartParam, as a typed object)."""
+
+    failover_limit: FailoverLimit | None = Field(default=None, description="Failover policy.")
+    error_limit: ErrorLimit | None = Field(default=None, description="Dirty-data tolerance.")
+    ddl_mark_map: DDLMarkMap | None = Field(default=None, description="DDL handling per DDL kind.")
+
+    def to_api_json(self) -> str:
+        """The compact JSON string DataWorks expects in StartParam (camelCase keys, unset parts left out)."""
+        return json.dumps(self.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":"))
+
+
+class SecretKeyNames(_Model):
+    access_key_id: str = Field(default="accessKeyId", max_length=253, description="Key holding the AccessKey ID.")
+    access_key_secret: str = Field(
+        default="accessKeySecret", max_length=253, description="Key holding the AccessKey secret."
+    )
+    security_token: str = Field(
+        default="securityToken", max_length=253, description="Key holding an STS token (optional in the Secret)."
+    )
+
+
+class SecretReference(_Model):
+    """A Secret in the DISyncInstance's own namespace; other namespaces cannot be named."""
+
+    name: str = Field(
+        min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", description="Secret name."
+    )
+    keys: SecretKeyNames | None = Field(default=None, description="Key names inside the Secret, if not the defaults.")
+
+
+class CredentialsSpec(_Model):
+    """Where the AccessKey for this instance comes from. Without it the operator's own identity is used."""
+
+    secret_ref: SecretReference = Field(description="Secret with accessKeyId, accessKeySecret and optional securityToken.")
+
+
+class DISyncInstanceSpec(_Model):
+    """Desired state: which DataWorks sync task to start, with which parameters, as whom."""
+
+    project_id: int = Field(ge=1, le=2**63 - 1, description="DataWorks workspace (project) ID.")
+    task_type: TaskType = Field(
+        description="DI_REALTIME: a real-time synchronization task. DI_SOLUTION: a data synchronization solution."
+    )
+    file_id: int = Field(
+        ge=1, le=2**63 - 1, description="ID of the real-time task (DI_REALTIME) or of the solution (DI_SOLUTION)."
+    )
+    start_param: StartParam | None = Field(
+        default=None, description="Start parameters as an object (DI_REALTIME only). Exclusive with startParamJSON."
+    )
+    start_param_json: str | None = Field(
+        default=None,
+        alias="startParamJSON",
+        min_length=2,
+        max_length=65_536,
+        description=(
+            "Start parameters as the API's JSON string, for users who already have it (DI_REALTIME only). "
+            "Exclusive with startParam. Checked against the same schema before any call."
+        ),
+    )
+    region: str | None = Field(
+        default=None,
+        min_length=2,
+        max_length=64,
+        pattern=r"^[a-z]{2,}(-[a-z0-9]+)+$",
+        description=(
+            "Alibaba Cloud region (e.g. cn-shanghai). Defaults to the operator's region. Selects only among "
+            "DataWorks' own endpoints: the endpoint itself is operator configuration, never set by a CR."
+        ),
+    )
+    credentials: CredentialsSpec | None = Field(
+        default=None, description="Credentials for this instance. Default: the operator's (environment or RRSA)."
+    )
+    deletion_policy: DeletionPolicy = Field(
+        default=DeletionPolicy.STOP,
+        description="On delete, Stop the real-time task (default) or Orphan it (leave it running).",
+    )
+
+    @field_validator("start_param_json")
+    @classmethod
+    def _start_param_json_is_a_start_param(cls, value: str | None) -> str | None:
+        if value is not None:
+            StartParam.model_validate_json(value)
+        return value
+
+    def api_start_param(self) -> str | None:
+        """StartParam as sent to the API, from whichever of the two forms the user chose."""
+        if self.task_type is not TaskType.DI_REALTIME:
+            return None
+        if self.start_param is not None:
+            return self.start_param.to_api_json()
+        if self.start_param_json is not None:
+            return StartParam.model_validate_json(self.start_param_json).to_api_json()
+        return None
+
+
+SPEC_RULES: list[dict[str, str]] = [
+    {
+        "rule": "!(has(self.startParam) && has(self.startParamJSON))",
+        "message": "set either startParam or startParamJSON, not both",
+        "fieldPath": ".startParamJSON",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": "self.taskType != 'DI_REALTIME' || has(self.startParam) || has(self.startParamJSON)",
+        "message": "a DI_REALTIME task needs startParam or startParamJSON",
+        "fieldPath": ".startParam",
+        "reason": "FieldValueRequired",
+    },
+    {
+        "rule": "self.taskType == 'DI_REALTIME' || (!has(self.startParam) && !has(self.startParamJSON))",
+        "message": "startParam and startParamJSON apply only to taskType DI_REALTIME",
+        "fieldPath": ".startParam",
+        "reason": "FieldValueForbidden",
+    },
+]
+
+# --- status ------------------------------------------------------------------------------------------------------
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(_Model):
+    """A metav1.Condition."""
+
+    type: str = Field(max_length=316, description="Ready or Synced.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    observed_generation: int | None = Field(default=None, ge=0, description="Generation this condition describes.")
+    last_transition_time: dt.datetime = Field(description="When status last changed.")
+    reason: str = Field(max_length=1024, description="CamelCase reason (see the README for each).")
+    message: str = Field(default="", max_length=32768, description="Human-readable detail.")
+
+
+class PendingStart(_Model):
+    """Intent recorded before StartDISyncInstance is called, so a crash or a lost response cannot double-start."""
+
+    generation: int = Field(ge=0, description="Generation being started.")
+    since: dt.datetime = Field(description="When the call was about to be made.")
+    owner: str = Field(max_length=253, description="Operator process that made the call.")
+
+
+class LastError(_Model):
+    code: str | None = Field(default=None, max_length=256, description="API error code, or the client error kind.")
+    http_status: int | None = Field(default=None, description="HTTP status of the failed call.")
+    retryable: bool = Field(description="Whether the operator will retry on its own.")
+
+
+class DISyncInstanceStatus(_Model):
+    """Observed state, written only by the operator through the status subresource."""
+
+    status: str | None = Field(default=None, max_length=64, description="Data.Status of the last start: success | fail.")
+    message: str | None = Field(default=None, max_length=4096, description="Data.Message of the last call, as the API said.")
+    request_id: str | None = Field(default=None, max_length=256, description="RequestId of the last DataWorks call.")
+    instance_state: str | None = Field(
+        default=None, max_length=64, description="Live state from GetDISyncInstanceInfo: RUN, PAUSE, NORUN, WAIT, KILLING."
+    )
+    instance_message: str | None = Field(default=None, max_length=4096, description="Message of the last GetDISyncInstanceInfo.")
+    last_observed_time: dt.datetime | None = Field(default=None, description="When the live state was last read.")
+    observed_generation: int | None = Field(default=None, ge=0, description="Generation last acted upon.")
+    started_generation: int | None = Field(default=None, ge=0, description="Generation whose start succeeded.")
+    failed_generation: int | None = Field(
+        default=None, ge=0, description="Generation whose start failed terminally (not retried until spec or credentials change)."
+    )
+    credentials_version: str | None = Field(
+        default=None, max_length=512, description="Version of the credentials used last (never their value)."
+    )
+    pending_start: PendingStart | None = Field(default=None, description="A start in flight (see the README).")
+    last_start_time: dt.datetime | None = Field(default=None, description="When the last successful start was made.")
+    attempts: int = Field(default=0, ge=0, description="Start attempts for the current generation.")
+    next_retry_time: dt.datetime | None = Field(default=None, description="When the next attempt is due, if retrying.")
+    last_error: LastError | None = Field(default=None, description="The last error, if any.")
+    conditions: Annotated[list[Condition], Field(max_length=8)] = Field(
+        default_factory=list, description="Ready and Synced."
+    )
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+class DISyncInstance(_Model):
+    """A DataWorks real-time synchronization task or synchronization solution, kept started."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+    api_version: str = f"{GROUP}/{VERSION}"
+    kind: str = KIND
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: DISyncInstanceSpec
+    status: DISyncInstanceStatus = Field(default_factory=DISyncInstanceStatus)
