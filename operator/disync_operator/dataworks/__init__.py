@@ -1,1 +1,94 @@
+"""Async client for the DataWorks OpenAPI (dataworks-public 2020-05-18) DI sync-instance operations.
 
+The public face is this module; everything behind it is private and may change::
+
+    async with DataWorksClient(resolve_endpoint("cn-shanghai"), default_credentials_provider()) as client:
+        info = await client.get_instance_info(
+            GetDISyncInstanceInfoRequest(project_id=10000, task_type=TaskType.DI_REALTIME, file_id=100)
+        )
+
+Each call is one signed attempt (ACS3-HMAC-SHA256). Failures raise a :class:`DataWorksError` subclass whose
+``retryable`` and ``retry_after`` tell the caller whether and when to try again.
+"""
+
+from ._client import API_VERSION, ClientOptions, DataWorksClient
+from ._credentials import (
+    Credentials,
+    CredentialsProvider,
+    EnvironmentCredentialsProvider,
+    OIDCRoleCredentialsProvider,
+    StaticCredentialsProvider,
+    default_credentials_provider,
+)
+from ._endpoints import resolve_endpoint
+from ._errors import (
+    AccessDeniedError,
+    AuthenticationError,
+    ClockSkewError,
+    CredentialsError,
+    DataWorksError,
+    InvalidParameterError,
+    MalformedResponseError,
+    NonceReusedError,
+    OperationFailedError,
+    RetryableError,
+    ServerError,
+    TerminalError,
+    ThrottlingError,
+    TransportError,
+)
+from ._models import (
+    AccessDeniedDetail,
+    ActionData,
+    ActionResponse,
+    ErrorBody,
+    GetDISyncInstanceInfoRequest,
+    InstanceInfoData,
+    InstanceInfoResponse,
+    SolutionInfo,
+    SolutionStep,
+    StartDISyncInstanceRequest,
+    StopDISyncInstanceRequest,
+    TaskType,
+    TerminateDISyncInstanceRequest,
+)
+
+__all__ = [
+    "API_VERSION",
+    "AccessDeniedDetail",
+    "AccessDeniedError",
+    "ActionData",
+    "ActionResponse",
+    "AuthenticationError",
+    "ClientOptions",
+    "ClockSkewError",
+    "Credentials",
+    "CredentialsError",
+    "CredentialsProvider",
+    "DataWorksClient",
+    "DataWorksError",
+    "EnvironmentCredentialsProvider",
+    "ErrorBody",
+    "GetDISyncInstanceInfoRequest",
+    "InstanceInfoData",
+    "InstanceInfoResponse",
+    "InvalidParameterError",
+    "MalformedResponseError",
+    "NonceReusedError",
+    "OIDCRoleCredentialsProvider",
+    "OperationFailedError",
+    "RetryableError",
+    "ServerError",
+    "SolutionInfo",
+    "SolutionStep",
+    "StartDISyncInstanceRequest",
+    "StaticCredentialsProvider",
+    "StopDISyncInstanceRequest",
+    "TaskType",
+    "TerminalError",
+    "TerminateDISyncInstanceRequest",
+    "ThrottlingError",
+    "TransportError",
+    "default_credentials_provider",
+    "resolve_endpoint",
+]

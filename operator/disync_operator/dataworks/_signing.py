@@ -71,7 +71,8 @@ def authorization(
 ) -> str:
     """The Authorization header value for a request whose every header in ``headers`` is signed."""
     canonical, signed = canonical_request(method, path, query, headers, payload_sha256)
-    return f"{ALGORITHM} Credential={access_key_id},SignedHeaders={signed},Signature={signature(access_key_secret, canonical)}"
+    sig = signature(access_key_secret, canonical)
+    return f"{ALGORITHM} Credential={access_key_id},SignedHeaders={signed},Signature={sig}"
 
 
 _AUTH_RE = re.compile(

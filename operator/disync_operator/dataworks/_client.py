@@ -1,0 +1,391 @@
+"""The async DataWorks OpenAPI client for the DI sync-instance operations.
+
+One :class:`DataWorksClient` per endpoint, one pooled ``httpx.AsyncClient`` inside it, shared by every custom
+resource; credentials may differ per call. Each call is a single signed attempt: the operator owns retries and
+backoff, the client's job is to classify the outcome precisely (see ``_errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Self, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .. import __version__
+from ._credentials import Credentials, CredentialsProvider
+from ._errors import (
+    CredentialsError,
+    DataWorksError,
+    MalformedResponseError,
+    OperationFailedError,
+    TerminalError,
+    TransportError,
+    classify_error,
+    sanitize_snippet,
+)
+from ._models import (
+    ActionResponse,
+    ApiResponse,
+    ErrorBody,
+    GetDISyncInstanceInfoRequest,
+    InstanceInfoResponse,
+    StartDISyncInstanceRequest,
+    StopDISyncInstanceRequest,
+    TerminateDISyncInstanceRequest,
+    _InstanceRequest,
+)
+from ._signing import EMPTY_PAYLOAD_SHA256, authorization, canonical_query, new_nonce, utc_timestamp
+from ._throttle import TokenBucket
+
+__all__ = ["API_VERSION", "ClientOptions", "DataWorksClient", "build_signed_request"]
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "2020-05-18"
+
+CallHook = Callable[[str, str, float], None]
+_R = TypeVar("_R", bound=ApiResponse)
+
+
+class ClientOptions(BaseModel):
+    """Tuning for one :class:`DataWorksClient`.
+
+    ``qps`` and ``max_concurrency`` are shared by all calls of the client (i.e. of one endpoint), which is what
+    DataWorks' per-account API throttling cares about. ``on_call(action, outcome, seconds)`` is invoked after
+    every call with outcome ``"success"`` or the error class name, for metrics; ``seconds`` is the HTTP round
+    trip (local queueing for the rate limit and concurrency cap excluded).
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=10.0, gt=0)
+    qps: float | None = Field(default=None, gt=0)
+    max_concurrency: int = Field(default=16, ge=1)
+    user_agent: str = Field(default=f"disync-operator/{__version__}", min_length=1)
+    on_call: CallHook | None = None
+
+    @field_validator("user_agent")
+    @classmethod
+    def _clean_user_agent(cls, value: str) -> str:
+        # The signed value is the stripped one; the sent value must be byte-identical.
+        value = value.strip()
+        if not value or not value.isprintable():
+            raise ValueError("user_agent must be non-empty printable text")
+        return value
+
+
+def build_signed_request(
+    *,
+    base_url: str,
+    host: str,
+    action: str,
+    query: dict[str, str],
+    credentials: Credentials,
+    user_agent: str,
+    date: str | None = None,
+    nonce: str | None = None,
+) -> tuple[str, dict[str, str]]:
+    """(URL, headers) of a signed V3 RPC call with an empty body, as the official SDK sends it.
+
+    The URL carries the canonical query verbatim, so what the server sees is exactly what was signed. Every
+    header except Authorization is signed (the V3 rule: "every common header present must be signed").
+    """
+    headers = {
+        "host": host,
+        "x-acs-action": action,
+        "x-acs-version": API_VERSION,
+        "x-acs-date": date or utc_timestamp(),
+        "x-acs-signature-nonce": nonce or new_nonce(),
+        "x-acs-content-sha256": EMPTY_PAYLOAD_SHA256,
+        "accept": "application/json",
+        "user-agent": user_agent,
+    }
+    if credentials.security_token is not None:
+        headers["x-acs-accesskey-id"] = credentials.access_key_id
+        headers["x-acs-security-token"] = credentials.security_token.get_secret_value()
+    headers["authorization"] = authorization(
+        method="POST",
+        path="/",
+        query=query,
+        headers=headers,
+        payload_sha256=EMPTY_PAYLOAD_SHA256,
+        access_key_id=credentials.access_key_id,
+        access_key_secret=credentials.access_key_secret.get_secret_value(),
+    )
+    return f"{base_url}/?{canonical_query(query)}", headers
+
+
+def _retry_after(headers: httpx.Headers, status: int) -> float | None:
+    """Seconds to wait: ``x-acs-retry-after`` (milliseconds, as the SDK reads it) or a 429's ``Retry-After``."""
+    raw = headers.get("x-acs-retry-after")
+    if raw:
+        try:
+            millis = float(raw)
+        except ValueError:
+            millis = 0.0
+        if millis > 0:
+            return millis / 1000.0
+    raw = headers.get("retry-after")
+    if raw and status in (429, 503):
+        try:
+            seconds = float(raw)
+        except ValueError:
+            try:
+                seconds = (parsedate_to_datetime(raw) - datetime.now(UTC)).total_seconds()
+            except (TypeError, ValueError):
+                return None
+        return max(seconds, 0.0)
+    return None
+
+
+class DataWorksClient:
+    def __init__(
+        self,
+        endpoint: str,
+        credentials: CredentialsProvider | None = None,
+        *,
+        options: ClientOptions | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        url = httpx.URL(endpoint)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"endpoint must be an http(s) base URL, got {endpoint!r}")
+        if url.path not in ("", "/") or url.query or url.fragment:
+            # V3 signs the path; every operation is POST "/", so a base path would break signatures.
+            raise ValueError(f"endpoint must not have a path, query or fragment, got {endpoint!r}")
+        self._host = url.netloc.decode("ascii")
+        self._base_url = f"{url.scheme}://{self._host}"
+        self._credentials = credentials
+        self._options = options or ClientOptions()
+        opts = self._options
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(
+                connect=opts.connect_timeout, read=opts.read_timeout, write=opts.read_timeout, pool=opts.read_timeout
+            ),
+            limits=httpx.Limits(max_connections=opts.max_concurrency, max_keepalive_connections=opts.max_concurrency),
+            follow_redirects=False,
+        )
+        self._semaphore = asyncio.Semaphore(opts.max_concurrency)
+        self._bucket = TokenBucket(opts.qps) if opts.qps is not None else None
+
+    @property
+    def endpoint(self) -> str:
+        return self._base_url
+
+    @property
+    def options(self) -> ClientOptions:
+        return self._options
+
+    def __repr__(self) -> str:
+        return f"DataWorksClient(endpoint={self._base_url!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ----------------------------------------------------------------------------------------- operations
+
+    async def start_instance(
+        self, req: StartDISyncInstanceRequest, *, credentials: CredentialsProvider | None = None
+    ) -> ActionResponse:
+        return await self._call(req, ActionResponse, credentials)
+
+    async def stop_instance(
+        self, req: StopDISyncInstanceRequest, *, credentials: CredentialsProvider | None = None
+    ) -> ActionResponse:
+        return await self._call(req, ActionResponse, credentials)
+
+    async def terminate_instance(
+        self, req: TerminateDISyncInstanceRequest, *, credentials: CredentialsProvider | None = None
+    ) -> ActionResponse:
+        return await self._call(req, ActionResponse, credentials)
+
+    async def get_instance_info(
+        self, req: GetDISyncInstanceInfoRequest, *, credentials: CredentialsProvider | None = None
+    ) -> InstanceInfoResponse:
+        # Data.Status "fail" is a legitimate answer here (e.g. "fileId:[N] is invalid."); the caller decides.
+        return await self._call(req, InstanceInfoResponse, credentials)
+
+    # ------------------------------------------------------------------------------------------ internals
+
+    async def _call(
+        self, req: _InstanceRequest, response_cls: type[_R], credentials: CredentialsProvider | None
+    ) -> _R:
+        action = req.action
+        outcome = "success"
+        elapsed = 0.0
+        try:
+            creds = await self._resolve_credentials(credentials)
+            async with self._semaphore:
+                if self._bucket is not None:
+                    await self._bucket.acquire()
+                started = time.monotonic()
+                try:
+                    status, headers, body = await self._send(action, req.to_query(), creds)
+                finally:
+                    elapsed = time.monotonic() - started
+            result = self._parse(action, response_cls, status, headers, body)
+            log.debug("DataWorks %s -> HTTP %s, RequestId %s, %.3fs", action, status, result.request_id, elapsed)
+            return result
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except DataWorksError as exc:
+            outcome = type(exc).__name__
+            log.debug("DataWorks %s failed: %s", action, exc)
+            raise
+        except BaseException as exc:
+            outcome = type(exc).__name__
+            raise
+        finally:
+            self._report(action, outcome, elapsed)
+
+    def _report(self, action: str, outcome: str, seconds: float) -> None:
+        hook = self._options.on_call
+        if hook is None:
+            return
+        try:
+            hook(action, outcome, seconds)
+        except Exception:
+            # Metrics must never break API calls.
+            log.exception("on_call hook failed")
+
+    async def _resolve_credentials(self, override: CredentialsProvider | None) -> Credentials:
+        provider = override if override is not None else self._credentials
+        if provider is None:
+            raise CredentialsError(
+                "no credentials: pass a CredentialsProvider to DataWorksClient(...) or to the call (credentials=...)"
+            )
+        try:
+            return await provider.get_credentials()
+        except DataWorksError:
+            raise
+        except Exception as exc:
+            # Only the type: a third-party provider's message could quote what it was loading.
+            raise CredentialsError(
+                f"credentials provider {type(provider).__name__} failed: {type(exc).__name__}"
+            ) from exc
+
+    async def _send(
+        self, action: str, query: dict[str, str], creds: Credentials
+    ) -> tuple[int, httpx.Headers, bytes]:
+        # Date and nonce are minted here, per attempt: a retried call must never reuse a nonce.
+        url, headers = build_signed_request(
+            base_url=self._base_url,
+            host=self._host,
+            action=action,
+            query=query,
+            credentials=creds,
+            user_agent=self._options.user_agent,
+        )
+        request = self._http.build_request("POST", url, headers=headers, content=b"")
+        try:
+            response = await self._http.send(request)
+        except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError) as exc:
+            raise TransportError(
+                f"{type(exc).__name__} connecting to {self._base_url}: {exc}",
+                request_may_have_been_sent=False,
+                action=action,
+            ) from exc
+        except httpx.DecodingError as exc:
+            raise MalformedResponseError(
+                f"cannot decode response body: {type(exc).__name__}", action=action
+            ) from exc
+        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+            raise TerminalError(f"cannot send request: {type(exc).__name__}: {exc}", action=action) from exc
+        except httpx.TransportError as exc:
+            raise TransportError(f"{type(exc).__name__} talking to {self._base_url}: {exc}", action=action) from exc
+        return response.status_code, response.headers, response.content
+
+    def _parse(
+        self, action: str, response_cls: type[_R], status: int, headers: httpx.Headers, body: bytes
+    ) -> _R:
+        header_request_id = headers.get("x-acs-request-id")
+        retry_after = _retry_after(headers, status)
+        if status >= 400:
+            raise classify_error(
+                status,
+                ErrorBody.parse_error(body),
+                retry_after=retry_after,
+                action=action,
+                request_id=header_request_id,
+                snippet=sanitize_snippet(body),
+            )
+        if not 200 <= status < 300:
+            raise MalformedResponseError(
+                f"unexpected HTTP status; body: {sanitize_snippet(body)!r}",
+                http_status=status,
+                action=action,
+                request_id=header_request_id,
+            )
+        try:
+            result = response_cls.parse_wire(body)
+        except ValidationError:
+            raise self._unparseable_success(action, status, body, header_request_id, retry_after) from None
+        if isinstance(result, ActionResponse):
+            data = result.data
+            if not result.success or data.status.lower() == "fail":
+                raise OperationFailedError(
+                    data.message or f"{action} reported Success={result.success}, Status={data.status!r}",
+                    response=result,
+                    http_status=status,
+                    api_message=data.message,
+                    request_id=result.request_id,
+                    action=action,
+                )
+        elif isinstance(result, InstanceInfoResponse) and not result.success:
+            raise OperationFailedError(
+                result.data.message or f"{action} reported Success=false",
+                response=result,
+                http_status=status,
+                api_message=result.data.message,
+                request_id=result.request_id,
+                action=action,
+            )
+        return result
+
+    @staticmethod
+    def _unparseable_success(
+        action: str, status: int, body: bytes, request_id: str | None, retry_after: float | None
+    ) -> DataWorksError:
+        try:
+            raw = json.loads(body)
+        except ValueError:
+            raw = None
+        if isinstance(raw, dict):
+            raw_request_id = raw.get("RequestId")
+            request_id = raw_request_id if isinstance(raw_request_id, str) else request_id
+            if raw.get("Success") is False:
+                # The body is odd (e.g. Data null), but it unambiguously says the operation failed.
+                return OperationFailedError(
+                    f"{action} reported Success=false", http_status=status, request_id=request_id, action=action
+                )
+            if "Success" not in raw:
+                # Some gateways answer an error document with HTTP 200.
+                error = ErrorBody.parse_error(body)
+                if error is not None and error.code:
+                    return classify_error(status, error, retry_after=retry_after, action=action)
+        return MalformedResponseError(
+            f"unexpected response body: {sanitize_snippet(body)!r}",
+            http_status=status,
+            request_id=request_id,
+            action=action,
+        )

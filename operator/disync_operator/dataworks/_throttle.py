@@ -1,0 +1,52 @@
+"""Client-side rate limiting: a token bucket that spaces calls evenly.
+
+Implemented as virtual scheduling (GCRA): each caller reserves the next free send slot synchronously (no await
+between reading and updating the schedule, so asyncio needs no lock) and then sleeps until that slot. Callers are
+served in arrival order, and sleeping holds no lock. A cancelled waiter's slot is simply lost, which can only make
+us slower than the limit, never faster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+__all__ = ["TokenBucket"]
+
+
+class TokenBucket:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        burst: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
+        self._interval = 1.0 / rate
+        # How far ahead of "now" the schedule may run before callers must wait: burst-1 extra slots.
+        self._tolerance = (burst - 1) * self._interval
+        self._clock = clock
+        self._sleep = sleep
+        self._next_slot = float("-inf")
+
+    @property
+    def interval(self) -> float:
+        return self._interval
+
+    def reserve(self) -> float:
+        """Book the next slot; return how many seconds the caller must wait before using it."""
+        now = self._clock()
+        slot = max(self._next_slot, now - self._tolerance)
+        self._next_slot = slot + self._interval
+        return max(0.0, slot - now)
+
+    async def acquire(self) -> None:
+        delay = self.reserve()
+        if delay > 0:
+            await self._sleep(delay)
