@@ -303,6 +303,7 @@ class DataWorksClient:
             raise TransportError(
                 f"{type(exc).__name__} connecting to {self._base_url}: {exc}",
                 request_may_have_been_sent=False,
+                code=type(exc).__name__,
                 action=action,
             ) from exc
         except httpx.DecodingError as exc:
@@ -312,7 +313,9 @@ class DataWorksClient:
         except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
             raise TerminalError(f"cannot send request: {type(exc).__name__}: {exc}", action=action) from exc
         except httpx.TransportError as exc:
-            raise TransportError(f"{type(exc).__name__} talking to {self._base_url}: {exc}", action=action) from exc
+            raise TransportError(
+                f"{type(exc).__name__} talking to {self._base_url}: {exc}", code=type(exc).__name__, action=action
+            ) from exc
         return response.status_code, response.headers, response.content
 
     def _parse(

@@ -124,6 +124,8 @@ class ThrottlingError(RetryableError):
 class TransportError(RetryableError):
     """Timeouts, refused or reset connections, protocol errors: no usable HTTP response.
 
+    ``code`` is the httpx exception class name (``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``...).
+
     ``request_may_have_been_sent`` is False only when the failure happened before any byte left (connect and
     pool errors); after a read timeout the server may have acted on the request.
     """
