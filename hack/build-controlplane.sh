@@ -77,5 +77,5 @@ mv "$tmp/etcd" "$tmp/kube-apiserver" "$tmp/kubectl" "$BIN/"
 echo "$STAMP" > "$BIN/.stamp"
 log "built in $(( $(date +%s) - start ))s: $(du -sh "$BIN" | cut -f1) in $BIN"
 "$BIN/kube-apiserver" --version >&2
-"$BIN/etcd" --version | head -1 >&2
+"$BIN/etcd" --version 2>&1 | sed -n 1p >&2
 echo "$BIN"

@@ -49,12 +49,13 @@ def test_custom_object_lifecycle_with_watch(widget_crd: None, kubectl: Kubectl, 
     assert sorted(item["metadata"]["name"] for item in listed["items"]) == ["w1", "w2"]
     assert kubectl("get", "wdg", "-o", "name").split() == ["widget.ground.disync.dev/w1", "widget.ground.disync.dev/w2"]
 
-    # Watch from the list's resourceVersion: the server replays exactly what happened after it.
-    since = listed["metadata"]["resourceVersion"]
+    # Watch from the API list's resourceVersion (kubectl's own List has none): the server replays exactly what
+    # happened after it.
+    objects = client.CustomObjectsApi(api)
+    since = objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["metadata"]["resourceVersion"]
     kubectl("patch", "widget", "w1", "--type=merge", "-p", '{"spec":{"size":4}}')
     kubectl("delete", "widget", "w2")
     seen = []
-    objects = client.CustomObjectsApi(api)
     for event in watch.Watch().stream(
         objects.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
         resource_version=since, timeout_seconds=20,

@@ -121,6 +121,11 @@ class _PKI:
         self.serving_cert, self.serving_key = self.issue("kube-apiserver", (), server=True, sans=sans)
         sa_key = ec.generate_private_key(ec.SECP256R1())
         self.sa_key = self._write_key("sa.key", sa_key)
+        # The apiserver verifies tokens with the public half; it does not derive it from a PKCS#8 private key.
+        self.sa_pub = self.dir / "sa.pub"
+        self.sa_pub.write_bytes(
+            sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
 
     @staticmethod
     def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
@@ -244,7 +249,7 @@ class ControlPlane:
                 f"--tls-private-key-file={self._pki.serving_key}",
                 f"--client-ca-file={self._pki.ca_cert}",
                 f"--token-auth-file={self.work_dir / 'tokens.csv'}",
-                f"--service-account-key-file={self._pki.sa_key}",
+                f"--service-account-key-file={self._pki.sa_pub}",
                 f"--service-account-signing-key-file={self._pki.sa_key}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 "--authorization-mode=RBAC",
