@@ -132,3 +132,42 @@ def test_status_subresource_separates_spec_and_status(widget_crd: None, kubectl:
     assert after_spec["spec"]["size"] == 7
     assert after_spec["status"] == {"phase": "Ready"}
     assert after_spec["metadata"]["generation"] == generation + 1
+
+
+def test_no_orphans_when_the_runner_is_killed(control_plane: ControlPlane, tmp_path: Path) -> None:
+    """SIGKILL of the process that started a control plane takes etcd and the apiserver with it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from disync_operator.devstack.controlplane import ControlPlane\n"
+        f"p = ControlPlane(Path({str(control_plane.bin_dir)!r}), work_dir=Path({str(tmp_path)!r}))\n"
+        "p.start()\n"
+        "print(' '.join(str(proc.pid) for proc in p._procs.values()), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    runner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert runner.stdout is not None
+    pids = [int(pid) for pid in runner.stdout.readline().split()]
+    assert len(pids) == 2
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+
+    def all_gone() -> bool:
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                # A zombie (exited, not yet reaped by init) counts as gone.
+                state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+                if state != "Z":
+                    alive.append(pid)
+            except (ProcessLookupError, FileNotFoundError):
+                pass
+        return not alive
+
+    wait_for(all_gone, timeout=30, what="etcd and kube-apiserver to exit after their parent was killed")

@@ -73,9 +73,10 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    # Linux prctl(PR_SET_PDEATHSIG, SIGTERM): if the test runner is SIGKILLed, etcd and the apiserver still go.
+    # Linux prctl(PR_SET_PDEATHSIG): if the test runner is SIGKILLed, etcd and the apiserver go too. SIGKILL, not
+    # SIGTERM: an apiserver whose etcd is also going away can hang in graceful shutdown, and the data is throw-away.
     with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
