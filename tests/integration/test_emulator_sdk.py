@@ -16,11 +16,11 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from alibabacloud_dataworks_public20200518 import models as dw_models
-from alibabacloud_dataworks_public20200518.client import Client as DataworksClient
-from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException
-from alibabacloud_tea_openapi.models import Config
-from alibabacloud_tea_openapi.utils import Utils as OpenApiUtils
+from alibabacloud_dataworks_public20200518 import models as dw_models  # type: ignore[import-untyped]
+from alibabacloud_dataworks_public20200518.client import Client as DataworksClient  # type: ignore[import-untyped]
+from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException  # type: ignore[import-untyped]
+from alibabacloud_tea_openapi.models import Config  # type: ignore[import-untyped]
+from alibabacloud_tea_openapi.utils import Utils as OpenApiUtils  # type: ignore[import-untyped]
 
 from disync_operator.emulator import Emulator, EmulatorConfig, FaultConfig
 

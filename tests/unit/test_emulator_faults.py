@@ -15,7 +15,7 @@ from disync_operator.emulator._faults import FaultEngine, TokenBucket
 from disync_operator.emulator.testing import sign_request
 
 AK, SECRET = "LTAIdemoAccessKeyId", "demo-secret-not-real"
-TASK = {"ProjectId": 10000, "FileId": 100, "TaskType": "DI_REALTIME"}
+TASK: dict[str, str | int] = {"ProjectId": 10000, "FileId": 100, "TaskType": "DI_REALTIME"}
 
 
 class FakeClock:
