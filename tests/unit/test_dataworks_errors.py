@@ -74,8 +74,12 @@ DOCUMENTED = [
     (429, "Throttling.Api", "The request for this resource has exceeded your available limit.", ThrottlingError),
     (429, "Throttling.System", "The DataWorks system is busy. Try again later.", ThrottlingError),
     (429, "Throttling.User", "Your request is too frequent. Try again later.", ThrottlingError),
-    (429, "Throttling.Api.Risk", "The request for this resource has exceeded your daily available limit.",
-     ThrottlingError),
+    (
+        429,
+        "Throttling.Api.Risk",
+        "The request for this resource has exceeded your daily available limit.",
+        ThrottlingError,
+    ),
     (429, "Throttling.Resource", "the number of API calls reached the upper limit", ThrottlingError),
     (500, "Forbidden.Not.Server", "The dataworksAPI service is not available in this area.", AccessDeniedError),
     (403, "Forbidden.Access", "Access is forbidden. Try again later.", AccessDeniedError),
@@ -83,19 +87,31 @@ DOCUMENTED = [
     (400, "Invalid.Param", "The request parameter is invalid.", InvalidParameterError),
     (400, "Throttling.User", "Request was denied due to user flow control.", ThrottlingError),
     (400, "Throttling", "Request was denied due to request throttling.", ThrottlingError),
-    (400, "SignatureDoesNotMatch", "Specified signature is not matched with our calculation. server string to sign "
-     "is:ACS3-HMAC-SHA256\nabc", AuthenticationError),
+    (
+        400,
+        "SignatureDoesNotMatch",
+        "Specified signature is not matched with our calculation. server string to sign is:ACS3-HMAC-SHA256\nabc",
+        AuthenticationError,
+    ),
     (400, "IncompleteSignature", "The request signature does not conform to Aliyun standards.", AuthenticationError),
     (400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.", ClockSkewError),
     (400, "InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted.", ClockSkewError),
     (400, "SignatureNonceUsed", "Specified signature nonce was used already.", NonceReusedError),
     (400, "InvalidAccessKeyId.NotFound", "Specified access key is not found.", AuthenticationError),
-    (404, "InvalidAccessKeyId.NotFound", "The Access Key ID provided does not exist in our records.",
-     AuthenticationError),
+    (
+        404,
+        "InvalidAccessKeyId.NotFound",
+        "The Access Key ID provided does not exist in our records.",
+        AuthenticationError,
+    ),
     (400, "InvalidAccessKeyId.Inactive", "Specified access key is disabled.", AuthenticationError),
     (400, "MissingProjectId", "ProjectId is mandatory for this action.", InvalidParameterError),
-    (404, "InvalidApi.NotFound", "Specified api is not found, please check your url and method.",
-     InvalidParameterError),
+    (
+        404,
+        "InvalidApi.NotFound",
+        "Specified api is not found, please check your url and method.",
+        InvalidParameterError,
+    ),
     (404, "InvalidProduct.NotFound", "Cannot find product according to your domain.", InvalidParameterError),
     (500, "InternalError", "The request processing has failed due to some unknown error.", ServerError),
     (503, "ServiceUnavailable", "The request has failed due to a temporary failure of the server.", ServerError),
@@ -152,7 +168,12 @@ async def test_access_denied_detail_and_camel_case_keys() -> None:
         "NoPermissionType": "ImplicitDeny",
         "Extra": "kept",
     }
-    body = {"requestId": "rid", "code": "Forbidden.Access", "message": "Access is forbidden.", "AccessDeniedDetail": detail}
+    body = {
+        "requestId": "rid",
+        "code": "Forbidden.Access",
+        "message": "Access is forbidden.",
+        "AccessDeniedDetail": detail,
+    }
     with pytest.raises(AccessDeniedError) as info:
         await call_with(httpx.Response(403, json=body))
     error = info.value
@@ -221,7 +242,9 @@ async def test_malformed_bodies(status: int, content: bytes, snippet: str | None
 
 async def test_malformed_action_response_on_start() -> None:
     with pytest.raises(MalformedResponseError):
-        await call_with(httpx.Response(200, json={"RequestId": "r", "Success": 1, "Data": {"Status": "success"}}), START)
+        await call_with(
+            httpx.Response(200, json={"RequestId": "r", "Success": 1, "Data": {"Status": "success"}}), START
+        )
 
 
 async def test_429_with_html_body_is_still_throttling() -> None:

@@ -25,10 +25,10 @@ from disync_operator.dataworks import (
     StopDISyncInstanceRequest,
     TaskType,
     TerminateDISyncInstanceRequest,
+    _signing,
     resolve_endpoint,
 )
 from disync_operator.dataworks import _client as client_module
-from disync_operator.dataworks import _signing
 
 AK, SK = "testAccessKeyId", "testAccessKeySecret"
 OK_ACTION = {"RequestId": "req-1", "Success": True, "Data": {"Status": "success", "Message": None}}
@@ -189,7 +189,9 @@ async def test_per_call_credentials_override_client_default() -> None:
     assert second is not None
     assert first.access_key_id == AK
     assert second.access_key_id == "other-id"
-    assert recorder.requests[1].headers["authorization"] == recompute_authorization(recorder.requests[1], "other-secret")
+    assert recorder.requests[1].headers["authorization"] == recompute_authorization(
+        recorder.requests[1], "other-secret"
+    )
 
 
 async def test_no_credentials_anywhere_raises_before_sending() -> None:
@@ -197,7 +199,9 @@ async def test_no_credentials_anywhere_raises_before_sending() -> None:
     client = DataWorksClient("https://dataworks.cn-shanghai.aliyuncs.com", transport=httpx.MockTransport(recorder))
     async with client:
         with pytest.raises(CredentialsError) as info:
-            await client.get_instance_info(GetDISyncInstanceInfoRequest(project_id=1, task_type="DI_REALTIME", file_id=2))
+            await client.get_instance_info(
+                GetDISyncInstanceInfoRequest(project_id=1, task_type="DI_REALTIME", file_id=2)
+            )
     assert not info.value.retryable
     assert "credentials" in str(info.value)
     assert recorder.requests == []
@@ -211,7 +215,9 @@ async def test_failing_third_party_provider_becomes_credentials_error() -> None:
     recorder = Recorder()
     async with make_client(recorder, credentials=Broken()) as client:
         with pytest.raises(CredentialsError) as info:
-            await client.get_instance_info(GetDISyncInstanceInfoRequest(project_id=1, task_type="DI_REALTIME", file_id=2))
+            await client.get_instance_info(
+                GetDISyncInstanceInfoRequest(project_id=1, task_type="DI_REALTIME", file_id=2)
+            )
     assert "secret-looking-detail" not in str(info.value)
     assert "Broken" in str(info.value)
     assert recorder.requests == []
@@ -255,7 +261,12 @@ async def test_custom_user_agent_is_sent_and_signed() -> None:
 
 def test_client_options_validation_and_defaults() -> None:
     options = ClientOptions()
-    assert (options.connect_timeout, options.read_timeout, options.qps, options.max_concurrency) == (5.0, 10.0, None, 16)
+    assert (options.connect_timeout, options.read_timeout, options.qps, options.max_concurrency) == (
+        5.0,
+        10.0,
+        None,
+        16,
+    )
     assert options.user_agent.startswith("disync-operator/")
     for bad in ({"qps": 0}, {"max_concurrency": 0}, {"connect_timeout": -1}, {"user_agent": "a\nb"}):
         with pytest.raises(pydantic.ValidationError):
@@ -298,9 +309,14 @@ async def test_instance_info_with_solution_info_parsed() -> None:
     }
     recorder = Recorder(body)
     async with make_client(recorder) as client:
-        info = await client.get_instance_info(GetDISyncInstanceInfoRequest(project_id=1, task_type="DI_SOLUTION", file_id=2))
+        info = await client.get_instance_info(
+            GetDISyncInstanceInfoRequest(project_id=1, task_type="DI_SOLUTION", file_id=2)
+        )
     assert info.data.solution_info == SolutionInfo(
-        id=77, creator_name="alice", status="run", step_detail=(SolutionStep(step_id=1, step_name="full", status="success", info="ok"),)
+        id=77,
+        creator_name="alice",
+        status="run",
+        step_detail=(SolutionStep(step_id=1, step_name="full", status="success", info="ok"),),
     )
 
 
@@ -326,7 +342,9 @@ def test_request_query_round_trip_for_emulator() -> None:
     query = req.to_query()
     assert query == {"FileId": "100", "ProjectId": "10000", "TaskType": "DI_REALTIME", "StartParam": "{}"}
     assert StartDISyncInstanceRequest.from_query(query) == req
-    assert StopDISyncInstanceRequest.from_query({"FileId": "1", "ProjectId": "2", "TaskType": "DI_REALTIME"}).file_id == 1
+    assert (
+        StopDISyncInstanceRequest.from_query({"FileId": "1", "ProjectId": "2", "TaskType": "DI_REALTIME"}).file_id == 1
+    )
     assert TaskType("DI_SOLUTION") is TaskType.DI_SOLUTION
     assert str(TaskType.DI_REALTIME) == "DI_REALTIME"
 

@@ -226,9 +226,7 @@ class DataWorksClient:
 
     # ------------------------------------------------------------------------------------------ internals
 
-    async def _call(
-        self, req: _InstanceRequest, response_cls: type[_R], credentials: CredentialsProvider | None
-    ) -> _R:
+    async def _call(self, req: _InstanceRequest, response_cls: type[_R], credentials: CredentialsProvider | None) -> _R:
         action = req.action
         outcome = "success"
         elapsed = 0.0
@@ -284,9 +282,7 @@ class DataWorksClient:
                 f"credentials provider {type(provider).__name__} failed: {type(exc).__name__}"
             ) from exc
 
-    async def _send(
-        self, action: str, query: dict[str, str], creds: Credentials
-    ) -> tuple[int, httpx.Headers, bytes]:
+    async def _send(self, action: str, query: dict[str, str], creds: Credentials) -> tuple[int, httpx.Headers, bytes]:
         # Date and nonce are minted here, per attempt: a retried call must never reuse a nonce.
         url, headers = build_signed_request(
             base_url=self._base_url,
@@ -307,9 +303,7 @@ class DataWorksClient:
                 action=action,
             ) from exc
         except httpx.DecodingError as exc:
-            raise MalformedResponseError(
-                f"cannot decode response body: {type(exc).__name__}", action=action
-            ) from exc
+            raise MalformedResponseError(f"cannot decode response body: {type(exc).__name__}", action=action) from exc
         except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
             raise TerminalError(f"cannot send request: {type(exc).__name__}: {exc}", action=action) from exc
         except httpx.TransportError as exc:
@@ -318,9 +312,7 @@ class DataWorksClient:
             ) from exc
         return response.status_code, response.headers, response.content
 
-    def _parse(
-        self, action: str, response_cls: type[_R], status: int, headers: httpx.Headers, body: bytes
-    ) -> _R:
+    def _parse(self, action: str, response_cls: type[_R], status: int, headers: httpx.Headers, body: bytes) -> _R:
         header_request_id = headers.get("x-acs-request-id")
         retry_after = _retry_after(headers, status)
         if status >= 400:
