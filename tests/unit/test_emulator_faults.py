@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -294,3 +295,18 @@ def test_drop_start_only_counts_starts() -> None:
         None,
     ]
     assert engine.drops_left == 0
+
+
+async def test_stop_releases_hung_requests(http: httpx.AsyncClient) -> None:
+    emulator = Emulator(demo_config().model_copy(update={"faults": FaultConfig(hang_rate=1, hang_seconds=120)}))
+    url = await emulator.start()
+    pending = asyncio.ensure_future(call(http, url, timeout=httpx.Timeout(60)))
+    deadline = time.monotonic() + 10
+    while not emulator.request_log.entries():  # poll until the request is being held
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    started = time.monotonic()
+    await emulator.stop()
+    assert time.monotonic() - started < 10
+    with pytest.raises(httpx.TransportError):
+        await pending
