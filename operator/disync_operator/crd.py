@@ -63,6 +63,9 @@ def _to_structural(node: Any, defs: dict[str, Any]) -> Any:
         out["enum"] = [out.pop("const")]
     if out.get("type") == "integer" and out.get("maximum", 0) > 2**31:
         out["format"] = "int64"
+        if out["maximum"] > 2**53:
+            # The apiserver holds bounds as float64, where 2^63-1 is out of range; int64 already bounds the value.
+            del out["maximum"]
     if out.get("default") is None:
         out.pop("default", None)
     if out.get("type") == "object" and "default" in out and not out["default"]:
@@ -79,6 +82,7 @@ def schema_of(model: type[t._Model]) -> dict[str, Any]:
 def openapi_schema() -> dict[str, Any]:
     spec = schema_of(t.DISyncInstanceSpec)
     spec[t.CEL] = t.SPEC_RULES
+    spec["properties"]["credentials"]["properties"]["secretRef"][t.CEL] = t.SECRET_REF_RULES
     status = schema_of(t.DISyncInstanceStatus)
     status["properties"]["conditions"].update(
         {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}

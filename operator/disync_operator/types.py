@@ -107,6 +107,21 @@ class SecretReference(_Model):
         min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", description="Secret name."
     )
     keys: SecretKeyNames | None = Field(default=None, description="Key names inside the Secret, if not the defaults.")
+    namespace: str | None = Field(
+        default=None,
+        max_length=63,
+        description=(
+            "Not allowed. Declared only so that a CR naming another namespace is refused at admission instead of the "
+            "field being silently dropped: the Secret is always read from the DISyncInstance's own namespace."
+        ),
+    )
+
+    @field_validator("namespace")
+    @classmethod
+    def _no_other_namespace(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("secretRef.namespace is not allowed: the Secret must be in the DISyncInstance's namespace")
+        return value
 
 
 class CredentialsSpec(_Model):
@@ -173,6 +188,15 @@ class DISyncInstanceSpec(_Model):
             return StartParam.model_validate_json(self.start_param_json).to_api_json()
         return None
 
+
+SECRET_REF_RULES: list[dict[str, str]] = [
+    {
+        "rule": "!has(self.__namespace__)",
+        "message": "secretRef.namespace is not allowed: the Secret must be in the DISyncInstance's own namespace",
+        "fieldPath": ".namespace",
+        "reason": "FieldValueForbidden",
+    }
+]
 
 SPEC_RULES: list[dict[str, str]] = [
     {

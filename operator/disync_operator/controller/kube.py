@@ -1,0 +1,99 @@
+"""The few Kubernetes calls the operator makes itself, async on httpx, with kopf's own login.
+
+kopf watches the CRs and applies its own patches. Two things need a direct call: reading a Secret in the CR's
+namespace, and recording a start intent in status *before* calling DataWorks (kopf applies handler patches only
+after the handler returns, which is too late for exactly-once). The `kubernetes` package would do this on a
+blocking thread pool and cost tens of MiB per process; these few requests don't need it.
+"""
+
+from __future__ import annotations
+
+import ssl
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import kopf
+
+from disync_operator import types as t
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(f"{status} {reason}: {message}")
+
+
+class Conflict(KubeError):
+    pass
+
+
+class KubeClient:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._http = client
+
+    @classmethod
+    def from_connection(cls, info: kopf.ConnectionInfo, *, timeout: float = 30.0) -> KubeClient:
+        context = ssl.create_default_context()
+        if info.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif info.ca_path:
+            context.load_verify_locations(cafile=str(info.ca_path))
+        elif info.ca_data:
+            ca = info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data
+            context.load_verify_locations(cadata=ca)
+        cert_path, key_path = info.certificate_path, info.private_key_path
+        if info.certificate_data and info.private_key_data:
+            # ssl only loads client certificates from files; keep them private to this process.
+            folder = Path(tempfile.mkdtemp(prefix="disync-kube-"))
+            cert_path, key_path = folder / "client.crt", folder / "client.key"
+            for path, data in ((cert_path, info.certificate_data), (key_path, info.private_key_data)):
+                path.touch(mode=0o600)
+                path.write_bytes(data if isinstance(data, bytes) else data.encode())
+        if cert_path and key_path:
+            context.load_cert_chain(str(cert_path), str(key_path))
+        headers = {"Accept": "application/json", "User-Agent": "disync-operator"}
+        if info.token:
+            headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
+        client = httpx.AsyncClient(
+            base_url=info.server,
+            verify=context,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+        return cls(client)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = await self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                reason, message = body.get("reason", ""), body.get("message", response.text)
+            except ValueError:
+                reason, message = "", response.text[:300]
+            error = Conflict if response.status_code == 409 else KubeError
+            raise error(response.status_code, reason, message)
+        data: dict[str, Any] = response.json()
+        return data
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
+        return await self._request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+
+    async def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None = None
+    ) -> dict[str, Any]:
+        """Merge-patch .status; with `resource_version`, fail with Conflict if the object changed meanwhile."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        path = f"/apis/{t.GROUP}/{t.VERSION}/namespaces/{namespace}/{t.PLURAL}/{name}/status"
+        return await self._request(
+            "PATCH", path, json=body, headers={"Content-Type": "application/merge-patch+json"}
+        )

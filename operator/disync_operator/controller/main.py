@@ -1,0 +1,112 @@
+"""`disync-operator run`: kopf with our settings, handlers, metrics and logging."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+import kopf
+
+from disync_operator import types as t
+from disync_operator.controller.handlers import register
+from disync_operator.controller.runtime import Runtime
+from disync_operator.controller.settings import OperatorSettings
+
+
+def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
+    s = kopf.OperatorSettings()
+    # Our own finalizer and annotation prefix: kopf's defaults are shared by every kopf operator in a cluster.
+    s.persistence.finalizer = t.FINALIZER
+    s.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=t.GROUP)
+    s.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=t.GROUP,
+        key="last-handled-configuration",
+        # Argo CD's tracking annotation and similar noise must not look like a change worth a start.
+        ignored_fields=["status", "metadata.labels", "metadata.annotations"],
+    )
+    s.posting.reporting_component = "disync-operator"
+    s.posting.level = logging.INFO
+    s.watching.server_timeout = settings.watch_server_timeout
+    s.watching.client_timeout = (settings.watch_server_timeout or 600) + 30
+    s.watching.connect_timeout = 10
+    s.networking.request_timeout = 60
+    s.queueing.worker_limit = settings.worker_limit
+    # Our handlers compute their own backoff; this is only the fallback for unexpected exceptions.
+    s.execution.default_backoff = min(60.0, settings.backoff_cap)
+    s.scanning.disabled = True  # no cluster-wide CRD/namespace scans: less RBAC, less memory
+    s.peering.standalone = settings.peering is None
+    if settings.peering is not None:
+        s.peering.name = settings.peering
+        s.peering.priority = settings.priority
+        s.peering.mandatory = True
+        s.peering.clusterwide = not settings.namespaces
+    return s
+
+
+class _QuietTimerSuccess(logging.Filter):
+    """kopf logs every successful timer tick at INFO: one line per CR per interval says nothing a user needs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Timer 'observe'") and message.endswith("succeeded."))
+
+
+def configure_logging(settings: OperatorSettings) -> None:
+    log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
+    kopf.configure(verbose=settings.log_level == "DEBUG", log_format=log_format, log_refkey="object")
+    logging.getLogger().setLevel(settings.log_level)
+    # httpx logs every request at INFO; at 1,000s of CRs that drowns what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_QuietTimerSuccess())
+
+
+def run(settings: OperatorSettings, *, ready_flag: threading.Event | None = None) -> None:
+    configure_logging(settings)
+    runtime = Runtime(settings)
+    if settings.metrics_port:
+        runtime.metrics.serve(settings.metrics_port)
+    registry = kopf.OperatorRegistry()
+    register(registry, settings.observe_interval)
+    liveness = f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
+    logging.getLogger("disync_operator").info(
+        "starting disync-operator as %s (endpoint %s)", runtime.me, settings.endpoint or f"region {settings.region}"
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await kopf.operator(
+            registry=registry,
+            settings=kopf_settings(settings),
+            standalone=settings.peering is None,
+            peering_name=settings.peering,
+            priority=settings.priority,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            liveness_endpoint=liveness,
+            memo=kopf.Memo(runtime=runtime),
+            stop_flag=stop,
+            ready_flag=ready_flag,
+        )
+
+    asyncio.run(main())
+
+
+def load_settings(**overrides: Any) -> OperatorSettings:
+    from pydantic import ValidationError
+
+    try:
+        return OperatorSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        for problem in error.errors(include_url=False):
+            where = ".".join(str(p) for p in problem["loc"]) or "configuration"
+            print(f"disync-operator: {where}: {problem['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,44 @@
+"""Prometheus metrics: DataWorks calls by action and outcome, latency, retries, CRs by Ready state."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.api_calls = Counter(
+            "disync_dataworks_calls", "DataWorks API calls by action and outcome", ["action", "outcome"],
+            registry=self.registry,
+        )
+        self.api_latency = Histogram(
+            "disync_dataworks_call_duration_seconds", "DataWorks API call latency", ["action"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=self.registry,
+        )
+        self.retries = Counter(
+            "disync_start_retries", "Start attempts that failed with a retryable error, by reason", ["reason"],
+            registry=self.registry,
+        )
+        self.instances = Gauge(
+            "disync_instances", "DISyncInstances by their Ready condition", ["ready"], registry=self.registry
+        )
+        self._ready: dict[str, str] = {}
+
+    def on_call(self, action: str, outcome: str, seconds: float) -> None:
+        self.api_calls.labels(action, outcome).inc()
+        self.api_latency.labels(action).observe(seconds)
+
+    def set_ready(self, key: str, ready: str | None) -> None:
+        """Track one CR's Ready status (None when it is gone) and refresh the per-state gauge."""
+        old = self._ready.pop(key, None)
+        if ready is not None:
+            self._ready[key] = ready
+        if old == ready:
+            return
+        for state in ("True", "False", "Unknown"):
+            self.instances.labels(state).set(sum(1 for v in self._ready.values() if v == state))
+
+    def serve(self, port: int) -> None:
+        # prometheus_client serves from its own daemon thread, off kopf's event loop.
+        start_http_server(port, registry=self.registry)

@@ -1,0 +1,434 @@
+"""Reconcile policy as pure functions: backoff, the exactly-once start decision, conditions, status updates.
+
+Nothing here talks to Kubernetes or DataWorks; the handlers feed it facts and apply what it returns. That keeps the
+rules that matter (never two starts per generation, when to retry, what each condition says) in one place and
+testable without a cluster.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from disync_operator.dataworks import (
+    AccessDeniedError,
+    ActionResponse,
+    AuthenticationError,
+    ClockSkewError,
+    CredentialsError,
+    DataWorksError,
+    InstanceInfoResponse,
+    InvalidParameterError,
+    OperationFailedError,
+    ThrottlingError,
+    TransportError,
+)
+from disync_operator.types import (
+    Condition,
+    ConditionStatus,
+    DISyncInstanceStatus,
+    LastError,
+    PendingStart,
+    TaskType,
+)
+
+READY = "Ready"
+SYNCED = "Synced"
+
+
+class Reason(StrEnum):
+    """Condition reasons. Terminal ones wait for a spec or credentials change; the others resolve on their own."""
+
+    # Ready=True
+    RUNNING = "Running"
+    STARTED = "Started"
+    # Ready=False or Unknown, transient
+    STARTING = "Starting"
+    RETRY_SCHEDULED = "RetryScheduled"
+    CLOCK_SKEW = "ClockSkew"
+    DELETING = "Deleting"
+    # Ready=False, terminal
+    START_FAILED = "StartFailed"
+    INVALID_SPEC = "InvalidSpec"
+    INVALID_PARAMETER = "InvalidParameter"
+    ACCESS_DENIED = "AccessDenied"
+    AUTHENTICATION_FAILED = "AuthenticationFailed"
+    CREDENTIALS_UNAVAILABLE = "CredentialsUnavailable"
+    NOT_RUNNING = "NotRunning"
+    STOP_FAILED = "StopFailed"
+    # Synced
+    RECONCILE_SUCCESS = "ReconcileSuccess"
+    RECONCILE_ERROR = "ReconcileError"
+
+
+TERMINAL_REASONS = frozenset(
+    {
+        Reason.START_FAILED,
+        Reason.INVALID_SPEC,
+        Reason.INVALID_PARAMETER,
+        Reason.ACCESS_DENIED,
+        Reason.AUTHENTICATION_FAILED,
+        Reason.CREDENTIALS_UNAVAILABLE,
+    }
+)
+
+# Live states of a real-time task that mean "the start took effect".
+STARTED_STATES = frozenset({"RUN", "WAIT"})
+RUNNING_STATES = frozenset({"RUN"})
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+# --- backoff -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter and a cap: attempt n waits about base*factor^(n-1), never more than cap.
+
+    "Equal jitter": half the delay is fixed, half random, so retries of many CRs spread out while each still waits
+    at least half its step. A server's retry-after is a floor, even above the cap: the server knows best.
+    """
+
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 300.0
+    jitter: float = 0.5
+
+    def delay(self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
+        step = min(self.cap, self.base * self.factor ** max(0, attempt - 1))
+        spread = step * self.jitter
+        value = step - spread + (rng or random).uniform(0, spread)
+        return max(value, retry_after or 0.0)
+
+
+# --- the exactly-once start decision ----------------------------------------------------------------------------
+
+
+class Action(StrEnum):
+    NOTHING = "nothing"  # already started (or terminally failed) for this generation and these credentials
+    WAIT = "wait"  # another operator process holds a fresh start intent; look again later
+    VERIFY = "verify"  # a start may have happened (crash or lost response): ask GetDISyncInstanceInfo first
+    START = "start"
+
+
+@dataclass(frozen=True)
+class StartDecision:
+    action: Action
+    wait_seconds: float = 0.0
+    why: str = ""
+
+
+def decide_start(
+    *,
+    generation: int,
+    status: DISyncInstanceStatus,
+    credentials_version: str,
+    me: str,
+    lease_seconds: float,
+    at: dt.datetime,
+) -> StartDecision:
+    if status.started_generation == generation:
+        return StartDecision(Action.NOTHING, why=f"generation {generation} already started")
+    if status.failed_generation == generation and status.credentials_version == credentials_version:
+        return StartDecision(Action.NOTHING, why=f"generation {generation} failed terminally; waiting for a change")
+    pending = status.pending_start
+    if pending is not None and pending.generation == generation:
+        age = (at - pending.since).total_seconds()
+        if pending.owner != me and age < lease_seconds:
+            return StartDecision(Action.WAIT, wait_seconds=lease_seconds - age, why=f"start in flight by {pending.owner}")
+        return StartDecision(Action.VERIFY, why="an earlier start of this generation has no recorded outcome")
+    return StartDecision(Action.START)
+
+
+def start_took_effect(task_type: TaskType, info: InstanceInfoResponse) -> bool:
+    """Whether GetDISyncInstanceInfo shows the instance started (so a pending start must not be repeated)."""
+    status = (info.data.status or "").upper()
+    if task_type is TaskType.DI_REALTIME:
+        return status in STARTED_STATES
+    # For a solution, Data.Status only says the query worked; SolutionInfo.Status says whether it was started
+    # ("init" before any start, "run" or "success" after).
+    solution = info.data.solution_info
+    solution_status = (solution.status or "").lower() if solution else ""
+    return status == "SUCCESS" and solution_status in {"run", "success"}
+
+
+# --- conditions --------------------------------------------------------------------------------------------------
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    generation: int,
+    at: dt.datetime,
+) -> list[Condition]:
+    """Upsert one condition; lastTransitionTime moves only when status changes (metav1 convention)."""
+    old = next((c for c in conditions if c.type == type_), None)
+    since = old.last_transition_time if old is not None and old.status == status else at
+    new = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message[:32768],
+        observed_generation=generation,
+        last_transition_time=since,
+    )
+    others = [c for c in conditions if c.type != type_]
+    return sorted([*others, new], key=lambda c: (c.type != READY, c.type))
+
+
+def with_conditions(
+    status: DISyncInstanceStatus,
+    generation: int,
+    at: dt.datetime,
+    ready: tuple[ConditionStatus, str, str],
+    synced: tuple[ConditionStatus, str, str],
+) -> list[Condition]:
+    conditions = set_condition(status.conditions, READY, *ready, generation, at)
+    return set_condition(conditions, SYNCED, *synced, generation, at)
+
+
+# --- status updates (each returns the fields to merge into .status) -----------------------------------------------
+
+StatusPatch = dict[str, Any]
+
+
+def _dump(status: DISyncInstanceStatus, *fields: str) -> StatusPatch:
+    data = status.model_dump(mode="json", by_alias=True, include=set(fields))
+    return data
+
+
+def error_reason(error: DataWorksError) -> Reason:
+    if isinstance(error, OperationFailedError):
+        return Reason.START_FAILED
+    if isinstance(error, InvalidParameterError):
+        return Reason.INVALID_PARAMETER
+    if isinstance(error, AccessDeniedError):
+        return Reason.ACCESS_DENIED
+    if isinstance(error, AuthenticationError):
+        return Reason.AUTHENTICATION_FAILED
+    if isinstance(error, CredentialsError):
+        return Reason.CREDENTIALS_UNAVAILABLE
+    if isinstance(error, ClockSkewError):
+        return Reason.CLOCK_SKEW
+    return Reason.RETRY_SCHEDULED
+
+
+def error_summary(error: DataWorksError) -> str:
+    parts = [error.code or type(error).__name__]
+    if error.api_message:
+        parts.append(error.api_message)
+    elif error.message:
+        parts.append(error.message)
+    text = ": ".join(parts)
+    if error.request_id:
+        text += f" (RequestId {error.request_id})"
+    return text
+
+
+def start_may_have_happened(error: DataWorksError) -> bool:
+    """After this error, could the start have taken effect server-side? Then the next try verifies first."""
+    if isinstance(error, ThrottlingError) or not error.retryable:
+        return False  # the gateway refused it, or the API answered with a definite failure
+    if isinstance(error, TransportError) and not error.request_may_have_been_sent:
+        return False  # never reached the server
+    return True
+
+
+def intent(status: DISyncInstanceStatus, generation: int, me: str, at: dt.datetime) -> StatusPatch:
+    attempts = status.attempts + 1 if status.observed_generation == generation else 1
+    updated = status.model_copy(
+        update={
+            "pending_start": PendingStart(generation=generation, since=at, owner=me),
+            "observed_generation": generation,
+            "attempts": attempts,
+            "next_retry_time": None,
+        }
+    )
+    if status.observed_generation != generation or status.condition(READY) is None:
+        updated = updated.model_copy(
+            update={
+                "conditions": with_conditions(
+                    status,
+                    generation,
+                    at,
+                    ("False", Reason.STARTING, f"starting generation {generation}"),
+                    ("Unknown", Reason.STARTING, "calling StartDISyncInstance"),
+                )
+            }
+        )
+    return _dump(updated, "pending_start", "observed_generation", "attempts", "next_retry_time", "conditions")
+
+
+def started(
+    status: DISyncInstanceStatus,
+    generation: int,
+    response: ActionResponse | None,
+    credentials_version: str,
+    at: dt.datetime,
+    *,
+    verified_state: str | None = None,
+) -> StatusPatch:
+    """The start of `generation` took effect (from the API's answer, or verified with GetDISyncInstanceInfo)."""
+    fields: dict[str, Any] = {
+        "started_generation": generation,
+        "failed_generation": None,
+        "observed_generation": generation,
+        "pending_start": None,
+        "next_retry_time": None,
+        "last_error": None,
+        "credentials_version": credentials_version,
+        "last_start_time": at,
+    }
+    if response is not None:
+        fields |= {"status": response.data.status, "message": response.data.message, "request_id": response.request_id}
+        detail = "StartDISyncInstance succeeded"
+    else:
+        fields |= {"status": "success", "instance_state": verified_state}
+        detail = f"an earlier start had taken effect (live state {verified_state}); not started again"
+    if verified_state:
+        fields["instance_state"] = verified_state
+    updated = status.model_copy(update=fields)
+    running = (verified_state or "") in RUNNING_STATES
+    conditions = with_conditions(
+        status,
+        generation,
+        at,
+        ("True", Reason.RUNNING if running else Reason.STARTED, detail),
+        ("True", Reason.RECONCILE_SUCCESS, ""),
+    )
+    updated = updated.model_copy(update={"conditions": conditions})
+    return _dump(updated, *fields.keys(), "conditions")
+
+
+def failed_terminally(
+    status: DISyncInstanceStatus,
+    generation: int,
+    error: DataWorksError,
+    credentials_version: str,
+    at: dt.datetime,
+    *,
+    reason: Reason | None = None,
+) -> StatusPatch:
+    reason = reason or error_reason(error)
+    fields: dict[str, Any] = {
+        "failed_generation": generation,
+        "observed_generation": generation,
+        "pending_start": None,
+        "next_retry_time": None,
+        "credentials_version": credentials_version,
+        "last_error": LastError(code=error.code, http_status=error.http_status, retryable=False),
+    }
+    if isinstance(error, OperationFailedError):
+        # The API answered: status and message are exactly what it said.
+        fields |= {"status": "fail", "message": error.api_message, "request_id": error.request_id}
+    elif error.request_id:
+        fields |= {"request_id": error.request_id, "message": error.api_message}
+    message = f"{error_summary(error)}. Not retried until the spec or the credentials change."
+    updated = status.model_copy(update=fields)
+    conditions = with_conditions(
+        status, generation, at, ("False", reason, message), ("False", Reason.RECONCILE_ERROR, message)
+    )
+    updated = updated.model_copy(update={"conditions": conditions})
+    return _dump(updated, *fields.keys(), "conditions")
+
+
+def retry_scheduled(
+    status: DISyncInstanceStatus,
+    generation: int,
+    error: DataWorksError,
+    delay: float,
+    at: dt.datetime,
+    *,
+    keep_pending: bool,
+) -> StatusPatch:
+    reason = error_reason(error)
+    attempts = max(status.attempts, 1)
+    retry_at = at + dt.timedelta(seconds=round(delay, 3))
+    message = f"{error_summary(error)}; attempt {attempts} failed, retrying in {delay:.1f}s"
+    if isinstance(error, ClockSkewError):
+        message = f"{message}. The operator's clock is probably wrong: check NTP on its node."
+    fields: dict[str, Any] = {
+        "observed_generation": generation,
+        "next_retry_time": retry_at,
+        "last_error": LastError(code=error.code, http_status=error.http_status, retryable=True),
+    }
+    if not keep_pending:
+        fields["pending_start"] = None
+    if error.request_id:
+        fields["request_id"] = error.request_id
+    updated = status.model_copy(update=fields)
+    ready_status: ConditionStatus = "False" if status.started_generation != generation else "True"
+    conditions = with_conditions(
+        status, generation, at, (ready_status, reason, message), ("False", Reason.RECONCILE_ERROR, message)
+    )
+    updated = updated.model_copy(update={"conditions": conditions})
+    return _dump(updated, *fields.keys(), "conditions")
+
+
+def observed(
+    status: DISyncInstanceStatus, generation: int, task_type: TaskType, info: InstanceInfoResponse, at: dt.datetime
+) -> StatusPatch | None:
+    """Follow-up of the live state; None when nothing a user would see has changed (no write needed)."""
+    state = info.data.status
+    message = info.data.message
+    if task_type is TaskType.DI_REALTIME:
+        upper = (state or "").upper()
+        if upper in RUNNING_STATES:
+            ready: tuple[ConditionStatus, str, str] = ("True", Reason.RUNNING, "the real-time task is running")
+        elif upper in STARTED_STATES:
+            ready = ("True", Reason.STARTED, f"the real-time task is starting (live state {state})")
+        else:
+            ready = ("False", Reason.NOT_RUNNING, f"started, but the live state is now {state}: {message or 'no message'}")
+    else:
+        ok = start_took_effect(task_type, info)
+        ready = ("True", Reason.STARTED, f"solution status {state}") if ok else (
+            "False", Reason.NOT_RUNNING, f"solution status {state}: {message or 'no message'}")
+    current = status.condition(READY)
+    if (
+        status.instance_state == state
+        and status.instance_message == message
+        and current is not None
+        and (current.status, current.reason) == ready[:2]
+    ):
+        return None
+    conditions = set_condition(status.conditions, READY, *ready, generation, at)
+    updated = status.model_copy(
+        update={"instance_state": state, "instance_message": message, "last_observed_time": at, "conditions": conditions}
+    )
+    return _dump(updated, "instance_state", "instance_message", "last_observed_time", "conditions")
+
+
+def invalid_spec(status: DISyncInstanceStatus, generation: int, problem: str, at: dt.datetime) -> StatusPatch:
+    message = f"invalid spec: {problem}"
+    updated = status.model_copy(
+        update={
+            "observed_generation": generation,
+            "failed_generation": generation,
+            "pending_start": None,
+            "last_error": LastError(code="InvalidSpec", retryable=False),
+        }
+    )
+    conditions = with_conditions(
+        status, generation, at, ("False", Reason.INVALID_SPEC, message), ("False", Reason.RECONCILE_ERROR, message)
+    )
+    updated = updated.model_copy(update={"conditions": conditions})
+    return _dump(updated, "observed_generation", "failed_generation", "pending_start", "last_error", "conditions")
+
+
+def stop_blocked(status: DISyncInstanceStatus, generation: int, error: DataWorksError, at: dt.datetime) -> StatusPatch:
+    message = (
+        f"StopDISyncInstance failed: {error_summary(error)}. Deletion waits for the stop; "
+        "set spec.deletionPolicy: Orphan to delete without stopping the task."
+    )
+    conditions = set_condition(status.conditions, READY, "False", Reason.STOP_FAILED, message, generation, at)
+    return {"conditions": [c.model_dump(mode="json", by_alias=True) for c in conditions]}

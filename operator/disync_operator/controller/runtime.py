@@ -1,0 +1,86 @@
+"""What every handler shares: settings, clients, policy knobs, metrics. Built once per operator process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from dataclasses import dataclass, field
+
+import kopf
+
+from disync_operator.controller.kube import KubeClient
+from disync_operator.controller.metrics import Metrics
+from disync_operator.controller.policy import Backoff
+from disync_operator.controller.settings import OperatorSettings
+from disync_operator.dataworks import (
+    ClientOptions,
+    CredentialsProvider,
+    DataWorksClient,
+    default_credentials_provider,
+    resolve_endpoint,
+)
+
+
+def instance_identity(settings: OperatorSettings) -> str:
+    if settings.instance_id:
+        return settings.instance_id
+    # POD_NAME is set by the Deployment's downward API; a pid distinguishes restarts of the same pod.
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}/{os.getpid()}"
+
+
+@dataclass
+class Runtime:
+    settings: OperatorSettings
+    metrics: Metrics = field(default_factory=Metrics)
+    default_credentials: CredentialsProvider = field(default_factory=default_credentials_provider)
+    me: str = ""
+    backoff: Backoff = field(init=False)
+    _kube: KubeClient | None = field(init=False, default=None)
+    _connected: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _clients: dict[str, DataWorksClient] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.me = self.me or instance_identity(self.settings)
+        s = self.settings
+        self.backoff = Backoff(base=s.backoff_base, factor=s.backoff_factor, cap=s.backoff_cap)
+        self._options = ClientOptions(
+            connect_timeout=s.connect_timeout,
+            read_timeout=s.read_timeout,
+            qps=s.qps,
+            max_concurrency=s.max_concurrency,
+            on_call=self.metrics.on_call,
+        )
+        self._shared: DataWorksClient | None = None
+
+    def connected(self, info: kopf.ConnectionInfo) -> None:
+        if self._kube is None:
+            self._kube = KubeClient.from_connection(info)
+            self._connected.set()
+
+    async def kube(self) -> KubeClient:
+        await self._connected.wait()
+        assert self._kube is not None
+        return self._kube
+
+    def endpoint_for(self, region: str | None) -> str:
+        s = self.settings
+        if s.endpoint:
+            return resolve_endpoint(None, override=s.endpoint)
+        return resolve_endpoint(region or s.region, vpc=s.use_vpc_endpoint)
+
+    def dataworks(self, region: str | None) -> DataWorksClient:
+        """One pooled client per endpoint. The QPS limit and concurrency cap are per client, so with an endpoint
+        override (every region goes to one place) all CRs share one budget."""
+        endpoint = self.endpoint_for(region)
+        client = self._clients.get(endpoint)
+        if client is None:
+            client = self._clients[endpoint] = DataWorksClient(endpoint, self.default_credentials, options=self._options)
+        return client
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+        if self._kube is not None:
+            await self._kube.aclose()

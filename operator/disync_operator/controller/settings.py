@@ -1,0 +1,52 @@
+"""Operator configuration, from the environment (DISYNC_*), validated at start-up."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DISYNC_", extra="ignore", frozen=True)
+
+    # Where DataWorks is. A CR may pick a region; the endpoint is only ever operator configuration, so a CR
+    # cannot send the operator's credentials to a server of its choosing.
+    region: str | None = Field(default=None, description="Default region, e.g. cn-shanghai")
+    endpoint: str | None = Field(default=None, description="Explicit endpoint (e.g. the emulator); overrides region")
+    use_vpc_endpoint: bool = Field(default=False, description="Use dataworks-vpc.<region>.aliyuncs.com")
+
+    # Throughput guards for calls to DataWorks, shared by all CRs.
+    qps: float | None = Field(default=20.0, gt=0, description="Client-side limit of DataWorks calls per second")
+    max_concurrency: int = Field(default=16, ge=1, le=1024)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=10.0, gt=0)
+
+    # Retry policy for retryable errors.
+    backoff_base: float = Field(default=1.0, gt=0)
+    backoff_factor: float = Field(default=2.0, ge=1)
+    backoff_cap: float = Field(default=300.0, gt=0)
+
+    # How often the live state of started instances is read back (GetDISyncInstanceInfo); 0 disables.
+    observe_interval: float = Field(default=120.0, ge=0)
+    # How long another process's start intent is trusted before it is verified (covers a call in flight).
+    start_lease_seconds: float = Field(default=30.0, gt=0)
+
+    # Operator process.
+    namespaces: list[str] = Field(default_factory=list, description="Namespaces to watch; empty = cluster-wide")
+    peering: str | None = Field(default=None, description="kopf peering name; unset = standalone")
+    priority: int = 0
+    liveness_port: int = Field(default=8080, ge=0, le=65535)
+    metrics_port: int = Field(default=9090, ge=0, le=65535)
+    log_format: Literal["json", "plain"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    worker_limit: int | None = Field(default=None, ge=1)
+    watch_server_timeout: int | None = Field(default=600, ge=1)
+    instance_id: str | None = Field(default=None, description="Identity in start intents; default POD_NAME/hostname+pid")
+
+    @model_validator(mode="after")
+    def _endpoint_or_region(self) -> OperatorSettings:
+        if not self.endpoint and not self.region:
+            raise ValueError("set DISYNC_REGION (e.g. cn-shanghai) or DISYNC_ENDPOINT")
+        return self

@@ -1,0 +1,256 @@
+"""The operator end to end: real kube-apiserver, the emulator, and `disync-operator run` as a process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from e2e_helpers import condition, dsi, wait_ready, wait_reason
+
+from disync_operator.devstack.kubectl import Kubectl, KubectlError
+from disync_operator.devstack.processes import EmulatorProcess, OperatorProcess
+from disync_operator.devstack.waiting import wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def test_create_reaches_ready_with_exactly_one_start(
+    kubectl: Kubectl, emulator: EmulatorProcess, operator: OperatorProcess
+) -> None:
+    kubectl.apply(dsi("orders", file_id=100))
+    kubectl("wait", "--for=condition=Ready", "--timeout=60s", "disyncinstance/orders")
+    obj = wait_ready(kubectl, "orders")
+    status = obj["status"]
+
+    starts = emulator.starts(100)
+    assert len(starts) == 1
+    assert json.loads(starts[0]["params"]["StartParam"]) == {
+        "failoverLimit": {"count": 10, "interval": 30}, "errorLimit": {"record": 0}
+    }
+    # Status says exactly what the API said, and which request it was.
+    assert status["status"] == "success"
+    assert status["requestId"] == starts[0]["request_id"]
+    assert status["startedGeneration"] == obj["metadata"]["generation"] == status["observedGeneration"]
+    assert status["attempts"] == 1
+    assert "pendingStart" not in status
+    assert condition(obj, "Synced")["status"] == "True"
+    # The live state is followed: the emulator reports WAIT then RUN, and the condition says Running.
+    wait_for(lambda: kubectl.get_json("dsi", "orders")["status"].get("instanceState") == "RUN", timeout=30,
+             what="instanceState RUN")
+    assert wait_reason(kubectl, "orders", "Running")
+
+    table = kubectl("get", "disyncinstances")
+    header, row = table.splitlines()[:2]
+    assert header.split() == ["NAME", "PROJECT", "TYPE", "FILE", "STATUS", "MESSAGE", "READY", "AGE"]
+    assert row.split()[:5] == ["orders", "10000", "DI_REALTIME", "100", "success"]
+    assert row.split()[-2] == "True"  # READY (MESSAGE is empty: the API said null)
+
+
+def test_spec_change_starts_again_and_label_change_does_not(
+    kubectl: Kubectl, emulator: EmulatorProcess, operator: OperatorProcess
+) -> None:
+    kubectl.apply(dsi("orders", file_id=100))
+    wait_ready(kubectl, "orders", generation=1)
+    assert len(emulator.starts(100)) == 1
+
+    kubectl("label", "dsi", "orders", "team=data")
+    kubectl("annotate", "dsi", "orders", "argocd.argoproj.io/tracking-id=app:disync.dev/DISyncInstance:ns/orders")
+    kubectl("patch", "dsi", "orders", "--type=merge", "-p",
+            '{"spec":{"startParam":{"failoverLimit":{"count":3,"interval":30},"errorLimit":{"record":5}}}}')
+    obj = wait_ready(kubectl, "orders", generation=2)
+
+    # Labels and annotations bumped nothing; the spec change made exactly one more start, with the new parameters.
+    starts = emulator.starts(100)
+    assert len(starts) == 2
+    assert json.loads(starts[1]["params"]["StartParam"])["errorLimit"] == {"record": 5}
+    assert obj["status"]["startedGeneration"] == 2
+
+
+def test_retryable_errors_back_off_then_succeed(
+    kubectl: Kubectl, emulator: EmulatorProcess, operator: OperatorProcess
+) -> None:
+    emulator.set_faults(error_rate=1.0, actions=["StartDISyncInstance"])
+    kubectl.apply(dsi("flaky", file_id=101))
+    wait_for(lambda: len(emulator.requests("StartDISyncInstance")) >= 4, timeout=60, what="4 failed start attempts")
+    obj = wait_reason(kubectl, "flaky", "RetryScheduled")
+    assert "InternalError.System" in condition(obj)["message"]
+    assert obj["status"]["lastError"] == {"code": "InternalError.System", "httpStatus": 500, "retryable": True}
+    assert obj["status"].get("nextRetryTime")
+    emulator.set_faults()
+    obj = wait_ready(kubectl, "flaky")
+
+    attempts = emulator.requests("StartDISyncInstance")
+    assert [a["code"] for a in attempts[:-1]] == ["InternalError.System"] * (len(attempts) - 1)
+    assert attempts[-1]["code"] == "success"
+    assert obj["status"]["attempts"] == len(attempts)
+    # Exponential: each wait is at least as long as the one before (equal jitter keeps d(n+1) >= d(n)).
+    times = [a["time"] for a in attempts]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert all(later >= earlier * 0.95 for earlier, later in zip(gaps, gaps[1:], strict=False)), gaps
+    assert gaps[2] > gaps[0] * 1.5, gaps
+    # Between failed attempts the operator verified the live state rather than blindly starting again.
+    assert emulator.requests("GetDISyncInstanceInfo")
+
+
+def test_forbidden_is_terminal_and_not_retried(
+    kubectl: Kubectl, emulator: EmulatorProcess, operator: OperatorProcess
+) -> None:
+    kubectl.apply(dsi("denied", project_id=30000, file_id=300))
+    obj = wait_reason(kubectl, "denied", "AccessDenied")
+    ready = condition(obj)
+    assert ready["status"] == "False"
+    assert "Forbidden.Access" in ready["message"]
+    assert "Not retried until the spec or the credentials change" in ready["message"]
+    assert condition(obj, "Synced")["status"] == "False"
+    # A later CR going all the way to Ready is the barrier: by then the denied one had many chances to retry.
+    kubectl.apply(dsi("barrier", file_id=102))
+    wait_ready(kubectl, "barrier")
+    wait_for(lambda: kubectl.get_json("dsi", "barrier")["status"].get("instanceState") == "RUN", timeout=30,
+             what="barrier observed")
+    assert len(emulator.requests("StartDISyncInstance")) == 2  # one denied, one barrier
+    assert [r["code"] for r in emulator.requests("StartDISyncInstance")] == ["Forbidden.Access", "success"]
+
+
+def test_api_failure_status_is_shown_as_the_api_said(
+    kubectl: Kubectl, emulator: EmulatorProcess, operator: OperatorProcess
+) -> None:
+    kubectl.apply(dsi("unknown-file", file_id=999))
+    obj = wait_reason(kubectl, "unknown-file", "StartFailed")
+    assert obj["status"]["status"] == "fail"
+    assert obj["status"]["message"] == "fileId:[999] is invalid."
+    row = kubectl("get", "dsi", "unknown-file", "--no-headers").split()
+    assert row[4:7] == ["fail", "fileId:[999]", "is"]
+
+
+def test_resume_after_restart_does_not_start_again(
+    kubectl: Kubectl, emulator: EmulatorProcess, start_operator, namespace: str
+) -> None:
+    first = start_operator()
+    kubectl.apply(dsi("steady", file_id=100))
+    wait_ready(kubectl, "steady")
+    assert first.stop() == 0  # SIGTERM: clean exit
+
+    second = start_operator()
+    kubectl.apply(dsi("barrier", file_id=101))
+    wait_ready(kubectl, "barrier")
+    assert second.running
+    assert len(emulator.starts(100)) == 1
+    assert len(emulator.starts(101)) == 1
+
+
+def test_lost_start_response_is_verified_not_repeated(
+    kubectl: Kubectl, emulator: EmulatorProcess, operator: OperatorProcess
+) -> None:
+    emulator.set_faults(drop_start_response=1)
+    kubectl.apply(dsi("dropped", file_id=103))
+    obj = wait_ready(kubectl, "dropped")
+    assert len(emulator.starts(103)) == 1
+    assert emulator.requests("StartDISyncInstance")[0]["fault"] == "drop_start_response"
+    assert "not started again" in condition(obj)["message"]
+
+
+def test_killed_between_call_and_status_write_starts_once(
+    kubectl: Kubectl, emulator: EmulatorProcess, start_operator
+) -> None:
+    first = start_operator()
+    emulator.set_faults(latency_ms=1500, actions=["StartDISyncInstance"])
+    kubectl.apply(dsi("crashy", file_id=104))
+    # The intent is recorded before the call; the call then takes 1.5 s: kill the operator inside that window.
+    wait_for(lambda: kubectl.get_json("dsi", "crashy").get("status", {}).get("pendingStart"), timeout=30,
+             what="the start intent")
+    first.kill()
+    emulator.set_faults()
+    second = start_operator()
+    obj = wait_ready(kubectl, "crashy")
+    assert second.running
+    assert len(emulator.starts(104)) == 1
+    assert obj["status"]["startedGeneration"] == 1
+
+
+@pytest.mark.parametrize("policy", ["Stop", "Orphan"])
+def test_delete_stops_or_orphans(
+    kubectl: Kubectl, emulator: EmulatorProcess, operator: OperatorProcess, policy: str
+) -> None:
+    kubectl.apply(dsi("bye", file_id=100, deletionPolicy=policy))
+    wait_ready(kubectl, "bye")
+    kubectl("delete", "dsi", "bye", "--timeout=60s")
+    assert kubectl("get", "dsi", "--ignore-not-found", "-o", "name") == ""
+    stops = emulator.requests("StopDISyncInstance")
+    state = {i["file_id"]: i for i in emulator.instances()}[100]
+    if policy == "Stop":
+        assert [s["code"] for s in stops] == ["success"]
+        assert state["state"] in ("KILLING", "PAUSE")
+    else:
+        assert stops == []
+        assert state["state"] == "RUN"
+
+
+def test_solution_starts_and_is_not_stopped_on_delete(
+    kubectl: Kubectl, emulator: EmulatorProcess, operator: OperatorProcess
+) -> None:
+    kubectl.apply(dsi("solution", file_id=200, task_type="DI_SOLUTION"))
+    obj = wait_ready(kubectl, "solution")
+    start = emulator.starts(200)[0]
+    assert "StartParam" not in start["params"]
+    assert obj["status"]["status"] == "success"
+    kubectl("delete", "dsi", "solution", "--timeout=60s")
+    assert emulator.requests("StopDISyncInstance") == []
+
+
+def test_credentials_from_a_secret_in_the_same_namespace(
+    kubectl: Kubectl, emulator: EmulatorProcess, operator: OperatorProcess
+) -> None:
+    creds = {"credentials": {"secretRef": {"name": "dataworks-ak"}}}
+    kubectl.apply(dsi("with-secret", project_id=30000, file_id=300, **creds))
+    obj = wait_reason(kubectl, "with-secret", "CredentialsUnavailable")
+    assert "Secret" in condition(obj)["message"]
+    assert "not found" in condition(obj)["message"]
+
+    # Creating the Secret is a change of credentials: the operator retries on its own.
+    kubectl("create", "secret", "generic", "dataworks-ak",
+            "--from-literal=accessKeyId=LTAIsecretKeyFromSecret", "--from-literal=accessKeySecret=from-a-kubernetes-secret")
+    wait_ready(kubectl, "with-secret")
+    (start,) = emulator.starts(300)
+    assert start["access_key_id"] == "LTAIsecretKeyFromSecret"
+
+
+def test_secret_in_another_namespace_is_refused_at_admission(kubectl: Kubectl, crd: None) -> None:
+    manifest = dsi("elsewhere", credentials={"secretRef": {"name": "ak", "namespace": "kube-system"}})
+    with pytest.raises(KubectlError) as refused:
+        kubectl.apply(manifest)
+    assert "spec.credentials.secretRef.namespace" in refused.value.stderr
+    assert "must be in the DISyncInstance's own namespace" in refused.value.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "words"),
+    [
+        ({"projectId": 0}, "spec.projectId", "greater than or equal to 1"),
+        ({"fileId": -5}, "spec.fileId", "greater than or equal to 1"),
+        ({"taskType": "DI_BATCH"}, "spec.taskType", 'Unsupported value: "DI_BATCH"'),
+        ({"startParamJSON": "{}"}, "spec.startParamJSON", "either startParam or startParamJSON, not both"),
+        ({"startParam": {"ddlMarkMap": {"ADDCOLUMN": "LOUD"}}}, "spec.startParam.ddlMarkMap.ADDCOLUMN", "Unsupported value"),
+        ({"startParam": {"failoverLimit": {"count": 1}}}, "spec.startParam.failoverLimit.interval", "Required value"),
+        ({"taskType": "DI_SOLUTION"}, "spec.startParam", "apply only to taskType DI_REALTIME"),
+        ({"deletionPolicy": "Delete"}, "spec.deletionPolicy", 'Unsupported value: "Delete"'),
+        ({"region": "Shanghai!"}, "spec.region", "should match"),
+    ],
+)
+def test_invalid_manifests_are_rejected_with_the_field_path(
+    kubectl: Kubectl, crd: None, spec: dict, field: str, words: str
+) -> None:
+    body = json.loads(dsi("bad"))
+    body["spec"].update(spec)
+    with pytest.raises(KubectlError) as refused:
+        kubectl.apply(json.dumps(body))
+    assert field in refused.value.stderr
+    assert words in refused.value.stderr
+
+
+def test_realtime_without_start_param_is_rejected(kubectl: Kubectl, crd: None) -> None:
+    body = json.loads(dsi("bare"))
+    del body["spec"]["startParam"]
+    with pytest.raises(KubectlError) as refused:
+        kubectl.apply(json.dumps(body))
+    assert "spec.startParam" in refused.value.stderr
+    assert "needs startParam or startParamJSON" in refused.value.stderr
