@@ -84,9 +84,7 @@ def openapi_schema() -> dict[str, Any]:
     spec[t.CEL] = t.SPEC_RULES
     spec["properties"]["credentials"]["properties"]["secretRef"][t.CEL] = t.SECRET_REF_RULES
     status = schema_of(t.DISyncInstanceStatus)
-    status["properties"]["conditions"].update(
-        {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
-    )
+    status["properties"]["conditions"].update({"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
     return {
         "type": "object",
         "description": t.DISyncInstance.__doc__,

@@ -53,7 +53,9 @@ class FailoverLimit(_Model):
     """How often the real-time task may fail over before it stops."""
 
     count: int = Field(ge=0, le=10_000, description="Number of failovers allowed within `interval`.")
-    interval: int = Field(ge=0, le=86_400, description="Window over which failovers are counted (the API's `interval`).")
+    interval: int = Field(
+        ge=0, le=86_400, description="Window over which failovers are counted (the API's `interval`)."
+    )
 
 
 class ErrorLimit(_Model):
@@ -127,7 +129,9 @@ class SecretReference(_Model):
 class CredentialsSpec(_Model):
     """Where the AccessKey for this instance comes from. Without it the operator's own identity is used."""
 
-    secret_ref: SecretReference = Field(description="Secret with accessKeyId, accessKeySecret and optional securityToken.")
+    secret_ref: SecretReference = Field(
+        description="Secret with accessKeyId, accessKeySecret and optional securityToken."
+    )
 
 
 class DISyncInstanceSpec(_Model):
@@ -252,18 +256,28 @@ class LastError(_Model):
 class DISyncInstanceStatus(_Model):
     """Observed state, written only by the operator through the status subresource."""
 
-    status: str | None = Field(default=None, max_length=64, description="Data.Status of the last start: success | fail.")
-    message: str | None = Field(default=None, max_length=4096, description="Data.Message of the last call, as the API said.")
+    status: str | None = Field(
+        default=None, max_length=64, description="Data.Status of the last start: success | fail."
+    )
+    message: str | None = Field(
+        default=None, max_length=4096, description="Data.Message of the last call, as the API said."
+    )
     request_id: str | None = Field(default=None, max_length=256, description="RequestId of the last DataWorks call.")
     instance_state: str | None = Field(
-        default=None, max_length=64, description="Live state from GetDISyncInstanceInfo: RUN, PAUSE, NORUN, WAIT, KILLING."
+        default=None,
+        max_length=64,
+        description="Live state from GetDISyncInstanceInfo: RUN, PAUSE, NORUN, WAIT, KILLING.",
     )
-    instance_message: str | None = Field(default=None, max_length=4096, description="Message of the last GetDISyncInstanceInfo.")
+    instance_message: str | None = Field(
+        default=None, max_length=4096, description="Message of the last GetDISyncInstanceInfo."
+    )
     last_observed_time: dt.datetime | None = Field(default=None, description="When the live state was last read.")
     observed_generation: int | None = Field(default=None, ge=0, description="Generation last acted upon.")
     started_generation: int | None = Field(default=None, ge=0, description="Generation whose start succeeded.")
     failed_generation: int | None = Field(
-        default=None, ge=0, description="Generation whose start failed terminally (not retried until spec or credentials change)."
+        default=None,
+        ge=0,
+        description="Generation whose start failed terminally (not retried until spec or credentials change).",
     )
     credentials_version: str | None = Field(
         default=None, max_length=512, description="Version of the credentials used last (never their value)."

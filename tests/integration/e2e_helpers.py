@@ -13,7 +13,9 @@ def dsi(name: str, file_id: int = 100, project_id: int = 10000, task_type: str =
     body: dict[str, Any] = {"projectId": project_id, "taskType": task_type, "fileId": file_id, **spec}
     if task_type == "DI_REALTIME" and "startParam" not in spec and "startParamJSON" not in spec:
         body["startParam"] = {"failoverLimit": {"count": 10, "interval": 30}, "errorLimit": {"record": 0}}
-    return json.dumps({"apiVersion": "disync.dev/v1alpha1", "kind": "DISyncInstance", "metadata": {"name": name}, "spec": body})
+    return json.dumps(
+        {"apiVersion": "disync.dev/v1alpha1", "kind": "DISyncInstance", "metadata": {"name": name}, "spec": body}
+    )
 
 
 def condition(obj: dict[str, Any], type_: str = "Ready") -> dict[str, Any] | None:

@@ -20,7 +20,12 @@ GROUP, VERSION, PLURAL = "ground.disync.dev", "v1", "widgets"
 
 def widget(name: str, size: object = 3, **spec: object) -> str:
     return json.dumps(
-        {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Widget", "metadata": {"name": name}, "spec": {"size": size, **spec}}
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Widget",
+            "metadata": {"name": name},
+            "spec": {"size": size, **spec},
+        }
     )
 
 
@@ -41,7 +46,9 @@ def test_server_version_matches_the_pinned_build(admin_kubectl: Kubectl) -> None
     assert versions["clientVersion"]["gitVersion"] == "v1.37.2"
 
 
-def test_custom_object_lifecycle_with_watch(widget_crd: None, kubectl: Kubectl, namespace: str, api: client.ApiClient) -> None:
+def test_custom_object_lifecycle_with_watch(
+    widget_crd: None, kubectl: Kubectl, namespace: str, api: client.ApiClient
+) -> None:
     kubectl.apply(widget("w1"))
     kubectl.apply(widget("w2", size=5, color="red"))
     assert kubectl.get_json("widget", "w1")["spec"] == {"size": 3}
@@ -57,8 +64,13 @@ def test_custom_object_lifecycle_with_watch(widget_crd: None, kubectl: Kubectl, 
     kubectl("delete", "widget", "w2")
     seen = []
     for event in watch.Watch().stream(
-        objects.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
-        resource_version=since, timeout_seconds=20,
+        objects.list_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        resource_version=since,
+        timeout_seconds=20,
     ):
         seen.append((event["type"], event["object"]["metadata"]["name"]))
         if event["type"] == "DELETED":
@@ -86,17 +98,30 @@ def test_rbac_refuses_then_allows_after_role_binding(
     as_jane = kubectl.bound(kubeconfig=jane.kubeconfig)
     refused = as_jane.run("get", "widgets", check=False)
     assert refused.returncode != 0
-    assert "Forbidden" in refused.stderr and 'User "jane" cannot list resource "widgets"' in refused.stderr
+    assert "Forbidden" in refused.stderr
+    assert 'User "jane" cannot list resource "widgets"' in refused.stderr
 
-    kubectl.apply(json.dumps({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "widget-reader"},
-        "rules": [{"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list"]}],
-    }))
-    kubectl.apply(json.dumps({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "jane-reads"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "widget-reader"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "jane"}],
-    }))
+    kubectl.apply(
+        json.dumps(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": "widget-reader"},
+                "rules": [{"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list"]}],
+            }
+        )
+    )
+    kubectl.apply(
+        json.dumps(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "jane-reads"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "widget-reader"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "jane"}],
+            }
+        )
+    )
     wait_for(lambda: as_jane.run("get", "widgets", check=False).returncode == 0, timeout=30, what="RBAC to allow jane")
     # The grant is exactly what the Role says: reading, not writing, and only in this namespace.
     assert "Forbidden" in as_jane.run("create", "-f", "-", input=widget("x"), check=False).stderr
@@ -119,8 +144,15 @@ def test_status_subresource_separates_spec_and_status(widget_crd: None, kubectl:
     generation = kubectl.get_json("widget", "w")["metadata"]["generation"]
 
     # A status write through /status changes status only, even if it carries a spec change.
-    kubectl("patch", "widget", "w", "--subresource=status", "--type=merge",
-            "-p", '{"status":{"phase":"Ready"},"spec":{"size":9}}')
+    kubectl(
+        "patch",
+        "widget",
+        "w",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status":{"phase":"Ready"},"spec":{"size":9}}',
+    )
     after_status = kubectl.get_json("widget", "w")
     assert after_status["status"] == {"phase": "Ready"}
     assert after_status["spec"]["size"] == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -25,7 +26,8 @@ def test_create_reaches_ready_with_exactly_one_start(
     starts = emulator.starts(100)
     assert len(starts) == 1
     assert json.loads(starts[0]["params"]["StartParam"]) == {
-        "failoverLimit": {"count": 10, "interval": 30}, "errorLimit": {"record": 0}
+        "failoverLimit": {"count": 10, "interval": 30},
+        "errorLimit": {"record": 0},
     }
     # Status says exactly what the API said, and which request it was.
     assert status["status"] == "success"
@@ -35,8 +37,11 @@ def test_create_reaches_ready_with_exactly_one_start(
     assert "pendingStart" not in status
     assert condition(obj, "Synced")["status"] == "True"
     # The live state is followed: the emulator reports WAIT then RUN, and the condition says Running.
-    wait_for(lambda: kubectl.get_json("dsi", "orders")["status"].get("instanceState") == "RUN", timeout=30,
-             what="instanceState RUN")
+    wait_for(
+        lambda: kubectl.get_json("dsi", "orders")["status"].get("instanceState") == "RUN",
+        timeout=30,
+        what="instanceState RUN",
+    )
     assert wait_reason(kubectl, "orders", "Running")
 
     table = kubectl("get", "disyncinstances")
@@ -55,8 +60,14 @@ def test_spec_change_starts_again_and_label_change_does_not(
 
     kubectl("label", "dsi", "orders", "team=data")
     kubectl("annotate", "dsi", "orders", "argocd.argoproj.io/tracking-id=app:disync.dev/DISyncInstance:ns/orders")
-    kubectl("patch", "dsi", "orders", "--type=merge", "-p",
-            '{"spec":{"startParam":{"failoverLimit":{"count":3,"interval":30},"errorLimit":{"record":5}}}}')
+    kubectl(
+        "patch",
+        "dsi",
+        "orders",
+        "--type=merge",
+        "-p",
+        '{"spec":{"startParam":{"failoverLimit":{"count":3,"interval":30},"errorLimit":{"record":5}}}}',
+    )
     obj = wait_ready(kubectl, "orders", generation=2)
 
     # Labels and annotations bumped nothing; the spec change made exactly one more start, with the new parameters.
@@ -85,8 +96,8 @@ def test_retryable_errors_back_off_then_succeed(
     assert obj["status"]["attempts"] == len(attempts)
     # Exponential: each wait is at least as long as the one before (equal jitter keeps d(n+1) >= d(n)).
     times = [a["time"] for a in attempts]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert all(later >= earlier * 0.95 for earlier, later in zip(gaps, gaps[1:], strict=False)), gaps
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(later >= earlier * 0.95 for earlier, later in itertools.pairwise(gaps)), gaps
     assert gaps[2] > gaps[0] * 1.5, gaps
     # Between failed attempts the operator verified the live state rather than blindly starting again.
     assert emulator.requests("GetDISyncInstanceInfo")
@@ -105,8 +116,11 @@ def test_forbidden_is_terminal_and_not_retried(
     # A later CR going all the way to Ready is the barrier: by then the denied one had many chances to retry.
     kubectl.apply(dsi("barrier", file_id=102))
     wait_ready(kubectl, "barrier")
-    wait_for(lambda: kubectl.get_json("dsi", "barrier")["status"].get("instanceState") == "RUN", timeout=30,
-             what="barrier observed")
+    wait_for(
+        lambda: kubectl.get_json("dsi", "barrier")["status"].get("instanceState") == "RUN",
+        timeout=30,
+        what="barrier observed",
+    )
     assert len(emulator.requests("StartDISyncInstance")) == 2  # one denied, one barrier
     assert [r["code"] for r in emulator.requests("StartDISyncInstance")] == ["Forbidden.Access", "success"]
 
@@ -156,8 +170,11 @@ def test_killed_between_call_and_status_write_starts_once(
     emulator.set_faults(latency_ms=1500, actions=["StartDISyncInstance"])
     kubectl.apply(dsi("crashy", file_id=104))
     # The intent is recorded before the call; the call then takes 1.5 s: kill the operator inside that window.
-    wait_for(lambda: kubectl.get_json("dsi", "crashy").get("status", {}).get("pendingStart"), timeout=30,
-             what="the start intent")
+    wait_for(
+        lambda: kubectl.get_json("dsi", "crashy").get("status", {}).get("pendingStart"),
+        timeout=30,
+        what="the start intent",
+    )
     first.kill()
     emulator.set_faults()
     second = start_operator()
@@ -207,8 +224,14 @@ def test_credentials_from_a_secret_in_the_same_namespace(
     assert "not found" in condition(obj)["message"]
 
     # Creating the Secret is a change of credentials: the operator retries on its own.
-    kubectl("create", "secret", "generic", "dataworks-ak",
-            "--from-literal=accessKeyId=LTAIsecretKeyFromSecret", "--from-literal=accessKeySecret=from-a-kubernetes-secret")
+    kubectl(
+        "create",
+        "secret",
+        "generic",
+        "dataworks-ak",
+        "--from-literal=accessKeyId=LTAIsecretKeyFromSecret",
+        "--from-literal=accessKeySecret=from-a-kubernetes-secret",
+    )
     wait_ready(kubectl, "with-secret")
     (start,) = emulator.starts(300)
     assert start["access_key_id"] == "LTAIsecretKeyFromSecret"
@@ -229,7 +252,11 @@ def test_secret_in_another_namespace_is_refused_at_admission(kubectl: Kubectl, c
         ({"fileId": -5}, "spec.fileId", "greater than or equal to 1"),
         ({"taskType": "DI_BATCH"}, "spec.taskType", 'Unsupported value: "DI_BATCH"'),
         ({"startParamJSON": "{}"}, "spec.startParamJSON", "either startParam or startParamJSON, not both"),
-        ({"startParam": {"ddlMarkMap": {"ADDCOLUMN": "LOUD"}}}, "spec.startParam.ddlMarkMap.ADDCOLUMN", "Unsupported value"),
+        (
+            {"startParam": {"ddlMarkMap": {"ADDCOLUMN": "LOUD"}}},
+            "spec.startParam.ddlMarkMap.ADDCOLUMN",
+            "Unsupported value",
+        ),
         ({"startParam": {"failoverLimit": {"count": 1}}}, "spec.startParam.failoverLimit.interval", "Required value"),
         ({"taskType": "DI_SOLUTION"}, "spec.startParam", "apply only to taskType DI_REALTIME"),
         ({"deletionPolicy": "Delete"}, "spec.deletionPolicy", 'Unsupported value: "Delete"'),

@@ -61,9 +61,12 @@ async def resolve(
     data = secret.get("data") or {}
     access_key_id = _decode(data, keys.access_key_id)
     access_key_secret = _decode(data, keys.access_key_secret)
-    missing = [k for k, v in ((keys.access_key_id, access_key_id), (keys.access_key_secret, access_key_secret)) if not v]
+    missing = [
+        k for k, v in ((keys.access_key_id, access_key_id), (keys.access_key_secret, access_key_secret)) if not v
+    ]
     if missing:
         raise CredentialsUnavailable(f"{where} has no (valid) key(s): {', '.join(missing)}", version)
-    assert access_key_id and access_key_secret
+    assert access_key_id
+    assert access_key_secret
     token = _decode(data, keys.security_token)
     return ResolvedCredentials(StaticCredentialsProvider(access_key_id, access_key_secret, token), version)

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import kopf
@@ -49,7 +48,7 @@ def _api_task_type(spec: t.DISyncInstanceSpec) -> ApiTaskType:
 class Reconciler:
     """One object's handling; built per handler call from kopf's kwargs."""
 
-    def __init__(self, rt: Runtime, body: kopf.Body, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+    def __init__(self, rt: Runtime, body: kopf.Body, logger: kopf.Logger) -> None:
         self.rt = rt
         self.body = body
         self.logger = logger
@@ -118,17 +117,19 @@ class Reconciler:
 
         client = self.rt.dataworks(spec.region)
         if decision.action is policy.Action.VERIFY:
-            request = GetDISyncInstanceInfoRequest(
+            query = GetDISyncInstanceInfoRequest(
                 project_id=spec.project_id, task_type=_api_task_type(spec), file_id=spec.file_id
             )
             try:
-                info = await client.get_instance_info(request, credentials=creds.provider)
+                info = await client.get_instance_info(query, credentials=creds.provider)
             except DataWorksError as error:
                 await self._failed(error, creds, keep_pending=True)
                 return
             if policy.start_took_effect(spec.task_type, info):
                 await self.write(
-                    policy.started(self.status, self.generation, None, creds.version, at, verified_state=info.data.status)
+                    policy.started(
+                        self.status, self.generation, None, creds.version, at, verified_state=info.data.status
+                    )
                 )
                 self.logger.info("generation %s was already started (live state %s)", self.generation, info.data.status)
                 return
@@ -151,9 +152,7 @@ class Reconciler:
             await self._failed(error, creds, keep_pending=policy.start_may_have_happened(error))
             return
         await self.write(policy.started(self.status, self.generation, response, creds.version, policy.now()))
-        self.logger.info(
-            "started generation %s", self.generation, extra={"request_id": response.request_id}
-        )
+        self.logger.info("started generation %s", self.generation, extra={"request_id": response.request_id})
         self.event("Normal", "Started", f"StartDISyncInstance succeeded (RequestId {response.request_id})")
 
     async def _failed(self, error: DataWorksError, creds: ResolvedCredentials, *, keep_pending: bool) -> None:
@@ -169,7 +168,9 @@ class Reconciler:
         patch = policy.retry_scheduled(self.status, self.generation, error, delay, at, keep_pending=keep_pending)
         await self.write(patch)
         self.rt.metrics.retries.labels(policy.error_reason(error).value).inc()
-        self.logger.info("start attempt %s failed, retrying in %.1fs: %s", self.status.attempts, delay, error, extra=extra)
+        self.logger.info(
+            "start attempt %s failed, retrying in %.1fs: %s", self.status.attempts, delay, error, extra=extra
+        )
         raise kopf.TemporaryError(policy.error_summary(error), delay=delay)
 
     # -- observe ------------------------------------------------------------------------------------------------
@@ -245,32 +246,35 @@ class Reconciler:
 def register(registry: kopf.OperatorRegistry, settings_observe_interval: float) -> None:
     """Register the handlers on `registry` (explicit, so tests and the CLI build operators side by side)."""
 
-    @kopf.on.login(registry=registry)  # type: ignore[untyped-decorator]
-    def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    @kopf.on.login(registry=registry)
+    def login(*, memo: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
         info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
         if info is not None:
             memo.runtime.connected(info)
         return info
 
-    @kopf.on.cleanup(registry=registry)  # type: ignore[untyped-decorator]
-    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(*, memo: Any, **_: Any) -> None:
         await memo.runtime.aclose()
 
-    @kopf.on.resume(*RESOURCE, id="start", registry=registry)  # type: ignore[untyped-decorator]
-    @kopf.on.create(*RESOURCE, id="start", registry=registry)  # type: ignore[untyped-decorator]
-    @kopf.on.update(*RESOURCE, id="start", field="spec", registry=registry)  # type: ignore[untyped-decorator]
-    async def start(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    @kopf.on.resume(*RESOURCE, id="start", registry=registry)
+    @kopf.on.create(*RESOURCE, id="start", registry=registry)
+    @kopf.on.update(*RESOURCE, id="start", field="spec", registry=registry)
+    async def start(*, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
         await Reconciler(memo.runtime, body, logger).start()
 
-    @kopf.on.delete(*RESOURCE, id="stop", registry=registry)  # type: ignore[untyped-decorator]
-    async def stop(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, retry: int, **_: Any) -> None:
+    @kopf.on.delete(*RESOURCE, id="stop", registry=registry)
+    async def stop(*, body: kopf.Body, memo: Any, logger: kopf.Logger, retry: int, **_: Any) -> None:
         await Reconciler(memo.runtime, body, logger).stop(retry)
 
     if settings_observe_interval > 0:
 
-        @kopf.timer(  # type: ignore[untyped-decorator]
-            *RESOURCE, id="observe", interval=settings_observe_interval, initial_delay=settings_observe_interval,
+        @kopf.timer(
+            *RESOURCE,
+            id="observe",
+            interval=settings_observe_interval,
+            initial_delay=settings_observe_interval,
             registry=registry,
         )
-        async def observe(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+        async def observe(*, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
             await Reconciler(memo.runtime, body, logger).observe()

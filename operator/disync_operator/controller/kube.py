@@ -94,6 +94,4 @@ class KubeClient:
         if resource_version is not None:
             body["metadata"] = {"resourceVersion": resource_version}
         path = f"/apis/{t.GROUP}/{t.VERSION}/namespaces/{namespace}/{t.PLURAL}/{name}/status"
-        return await self._request(
-            "PATCH", path, json=body, headers={"Content-Type": "application/merge-patch+json"}
-        )
+        return await self._request("PATCH", path, json=body, headers={"Content-Type": "application/merge-patch+json"})

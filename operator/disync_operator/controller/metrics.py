@@ -9,15 +9,22 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.api_calls = Counter(
-            "disync_dataworks_calls", "DataWorks API calls by action and outcome", ["action", "outcome"],
+            "disync_dataworks_calls",
+            "DataWorks API calls by action and outcome",
+            ["action", "outcome"],
             registry=self.registry,
         )
         self.api_latency = Histogram(
-            "disync_dataworks_call_duration_seconds", "DataWorks API call latency", ["action"],
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=self.registry,
+            "disync_dataworks_call_duration_seconds",
+            "DataWorks API call latency",
+            ["action"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
         )
         self.retries = Counter(
-            "disync_start_retries", "Start attempts that failed with a retryable error, by reason", ["reason"],
+            "disync_start_retries",
+            "Start attempts that failed with a retryable error, by reason",
+            ["reason"],
             registry=self.registry,
         )
         self.instances = Gauge(

@@ -142,7 +142,9 @@ def decide_start(
     if pending is not None and pending.generation == generation:
         age = (at - pending.since).total_seconds()
         if pending.owner != me and age < lease_seconds:
-            return StartDecision(Action.WAIT, wait_seconds=lease_seconds - age, why=f"start in flight by {pending.owner}")
+            return StartDecision(
+                Action.WAIT, wait_seconds=lease_seconds - age, why=f"start in flight by {pending.owner}"
+            )
         return StartDecision(Action.VERIFY, why="an earlier start of this generation has no recorded outcome")
     return StartDecision(Action.START)
 
@@ -239,7 +241,7 @@ def start_may_have_happened(error: DataWorksError) -> bool:
     """After this error, could the start have taken effect server-side? Then the next try verifies first."""
     if isinstance(error, ThrottlingError) or not error.retryable:
         return False  # the gateway refused it, or the API answered with a definite failure
-    if isinstance(error, TransportError) and not error.request_may_have_been_sent:
+    if isinstance(error, TransportError) and not error.request_may_have_been_sent:  # noqa: SIM103
         return False  # never reached the server
     return True
 
@@ -388,11 +390,18 @@ def observed(
         elif upper in STARTED_STATES:
             ready = ("True", Reason.STARTED, f"the real-time task is starting (live state {state})")
         else:
-            ready = ("False", Reason.NOT_RUNNING, f"started, but the live state is now {state}: {message or 'no message'}")
+            ready = (
+                "False",
+                Reason.NOT_RUNNING,
+                f"started, but the live state is now {state}: {message or 'no message'}",
+            )
     else:
         ok = start_took_effect(task_type, info)
-        ready = ("True", Reason.STARTED, f"solution status {state}") if ok else (
-            "False", Reason.NOT_RUNNING, f"solution status {state}: {message or 'no message'}")
+        ready = (
+            ("True", Reason.STARTED, f"solution status {state}")
+            if ok
+            else ("False", Reason.NOT_RUNNING, f"solution status {state}: {message or 'no message'}")
+        )
     current = status.condition(READY)
     if (
         status.instance_state == state
@@ -403,7 +412,12 @@ def observed(
         return None
     conditions = set_condition(status.conditions, READY, *ready, generation, at)
     updated = status.model_copy(
-        update={"instance_state": state, "instance_message": message, "last_observed_time": at, "conditions": conditions}
+        update={
+            "instance_state": state,
+            "instance_message": message,
+            "last_observed_time": at,
+            "conditions": conditions,
+        }
     )
     return _dump(updated, "instance_state", "instance_message", "last_observed_time", "conditions")
 

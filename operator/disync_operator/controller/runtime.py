@@ -75,7 +75,9 @@ class Runtime:
         endpoint = self.endpoint_for(region)
         client = self._clients.get(endpoint)
         if client is None:
-            client = self._clients[endpoint] = DataWorksClient(endpoint, self.default_credentials, options=self._options)
+            client = self._clients[endpoint] = DataWorksClient(
+                endpoint, self.default_credentials, options=self._options
+            )
         return client
 
     async def aclose(self) -> None:

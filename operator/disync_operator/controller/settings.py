@@ -43,7 +43,9 @@ class OperatorSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     worker_limit: int | None = Field(default=None, ge=1)
     watch_server_timeout: int | None = Field(default=600, ge=1)
-    instance_id: str | None = Field(default=None, description="Identity in start intents; default POD_NAME/hostname+pid")
+    instance_id: str | None = Field(
+        default=None, description="Identity in start intents; default POD_NAME/hostname+pid"
+    )
 
     @model_validator(mode="after")
     def _endpoint_or_region(self) -> OperatorSettings:

@@ -108,15 +108,12 @@ class _PKI:
         self._ca = (
             self._builder(name, name, self._ca_key.public_key())
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-            )
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
             .sign(self._ca_key, hashes.SHA256())
         )
         self.ca_cert = self._write_cert("ca.crt", self._ca)
         sans: list[x509.GeneralName] = [
-            x509.DNSName(d)
-            for d in ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")
+            x509.DNSName(d) for d in ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")
         ]
         sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "10.0.0.1")]
         self.serving_cert, self.serving_key = self.issue("kube-apiserver", (), server=True, sans=sans)
@@ -125,11 +122,15 @@ class _PKI:
         # The apiserver verifies tokens with the public half; it does not derive it from a PKCS#8 private key.
         self.sa_pub = self.dir / "sa.pub"
         self.sa_pub.write_bytes(
-            sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
         )
 
     @staticmethod
-    def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
+    def _builder(
+        subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
+    ) -> x509.CertificateBuilder:
         now = dt.datetime.now(dt.UTC)
         return (
             x509.CertificateBuilder()
@@ -149,7 +150,9 @@ class _PKI:
     def _write_key(self, name: str, key: ec.EllipticCurvePrivateKey) -> Path:
         path = self.dir / name
         path.write_bytes(
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
         )
         path.chmod(0o600)
         return path
@@ -295,7 +298,9 @@ class ControlPlane:
         (self.work_dir / "tokens.csv").write_text("\n".join(lines) + "\n")
         for user, ident in list(self.tokens.items()):
             safe = "".join(c if c.isalnum() else "-" for c in user)
-            self.tokens[user] = Identity(user, ident.groups, self._write_kubeconfig(f"token-{safe}", token=ident.token), ident.token)
+            self.tokens[user] = Identity(
+                user, ident.groups, self._write_kubeconfig(f"token-{safe}", token=ident.token), ident.token
+            )
 
     def _write_kubeconfig(
         self, name: str, *, cert: Path | None = None, key: Path | None = None, token: str | None = None
@@ -305,9 +310,16 @@ class ControlPlane:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "disync-dev", "cluster": {"server": self.server, "certificate-authority": str(self._pki.ca_cert)}}],
+            "clusters": [
+                {
+                    "name": "disync-dev",
+                    "cluster": {"server": self.server, "certificate-authority": str(self._pki.ca_cert)},
+                }
+            ],
             "users": [{"name": name, "user": user}],
-            "contexts": [{"name": "disync-dev", "context": {"cluster": "disync-dev", "user": name, "namespace": "default"}}],
+            "contexts": [
+                {"name": "disync-dev", "context": {"cluster": "disync-dev", "user": name, "namespace": "default"}}
+            ],
             "current-context": "disync-dev",
         }
         path = self.work_dir / f"{name}.kubeconfig"

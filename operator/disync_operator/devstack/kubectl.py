@@ -25,7 +25,9 @@ class Kubectl:
     namespace: str | None = None
 
     def bound(self, namespace: str | None = None, kubeconfig: Path | None = None) -> Kubectl:
-        return Kubectl(self.binary, kubeconfig or self.kubeconfig, namespace if namespace is not None else self.namespace)
+        return Kubectl(
+            self.binary, kubeconfig or self.kubeconfig, namespace if namespace is not None else self.namespace
+        )
 
     def run(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120

@@ -6,6 +6,7 @@ operator's log file to check what it printed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ from disync_operator.devstack.controlplane import _die_with_parent, free_port
 from disync_operator.devstack.waiting import wait_for
 
 DEMO_ACCESS_KEY_ID = "LTAIdemoAccessKeyId"
-DEMO_ACCESS_KEY_SECRET = "demo-secret-not-real"  # noqa: S105 - a fixture that only the emulator accepts
+DEMO_ACCESS_KEY_SECRET = "demo-secret-not-real"
 
 
 def _python_module(*args: str) -> list[str]:
@@ -41,7 +42,9 @@ class EmulatorProcess:
         folder = Path(tempfile.mkdtemp(prefix="disync-emulator-"))
         ready = folder / "url"
         self.log_path = self.log_path or folder / "emulator.log"
-        argv = _python_module("emulator", "--port", "0", "--ready-file", str(ready), "--log-level", "WARNING", *self.args)
+        argv = _python_module(
+            "emulator", "--port", "0", "--ready-file", str(ready), "--log-level", "WARNING", *self.args
+        )
         if self.config is not None:
             argv += ["--config", str(self.config)]
         with self.log_path.open("ab") as log:
@@ -176,10 +179,8 @@ class OperatorProcess:
         records = []
         for line in self.log().splitlines():
             if line.startswith("{"):
-                try:
+                with contextlib.suppress(ValueError):
                     records.append(json.loads(line))
-                except ValueError:
-                    pass
         return records
 
     def log_tail(self, lines: int = 40) -> str:
