@@ -152,7 +152,12 @@ class Reconciler:
             await self._failed(error, creds, keep_pending=policy.start_may_have_happened(error))
             return
         await self.write(policy.started(self.status, self.generation, response, creds.version, policy.now()))
-        self.logger.info("started generation %s", self.generation, extra={"request_id": response.request_id})
+        self.logger.info(
+            "started generation %s (RequestId %s)",
+            self.generation,
+            response.request_id,
+            extra={"request_id": response.request_id},
+        )
         self.event("Normal", "Started", f"StartDISyncInstance succeeded (RequestId {response.request_id})")
 
     async def _failed(self, error: DataWorksError, creds: ResolvedCredentials, *, keep_pending: bool) -> None:

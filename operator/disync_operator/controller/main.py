@@ -57,7 +57,13 @@ class _QuietTimerSuccess(logging.Filter):
 
 def configure_logging(settings: OperatorSettings) -> None:
     log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
-    kopf.configure(verbose=settings.log_level == "DEBUG", log_format=log_format, log_refkey="object")
+    kopf.configure(
+        verbose=settings.log_level == "DEBUG",
+        log_format=log_format,
+        log_refkey="object",
+        # JSON lines carry the object under "object"; plain lines get a "[namespace/name]" prefix instead.
+        log_prefix=settings.log_format == "plain",
+    )
     logging.getLogger().setLevel(settings.log_level)
     # httpx logs every request at INFO; at 1,000s of CRs that drowns what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -116,6 +116,7 @@ class OperatorProcess:
     endpoint: str
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
+    stream: bool = False  # True: logs go to our own stdout (the dev stack), not to a file
     liveness_port: int = field(init=False, default=0)
     metrics_port: int = field(init=False, default=0)
     _proc: subprocess.Popen[bytes] | None = field(init=False, default=None)
@@ -135,8 +136,9 @@ class OperatorProcess:
             **self.env,
         }
         with self.log_path.open("ab") as log:
+            output = None if self.stream else log
             self._proc = subprocess.Popen(
-                _python_module("run"), stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
+                _python_module("run"), stdout=output, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
             )
         if wait:
             wait_for(self.healthy, timeout=timeout, what=f"the operator to be live\n{self.log_tail()}")
