@@ -281,3 +281,64 @@ def test_realtime_without_start_param_is_rejected(kubectl: Kubectl, crd: None) -
         kubectl.apply(json.dumps(body))
     assert "spec.startParam" in refused.value.stderr
     assert "needs startParam or startParamJSON" in refused.value.stderr
+
+
+def test_bad_start_param_json_is_a_terminal_condition_without_any_call(
+    kubectl: Kubectl, emulator: EmulatorProcess, operator: OperatorProcess
+) -> None:
+    # The API server cannot parse JSON inside a string; the operator checks it with the same model before any call.
+    kubectl.apply(dsi("json-typo", file_id=100, startParamJSON='{"failoverLimit": {"count": "ten", "interval": 1}}'))
+    obj = wait_reason(kubectl, "json-typo", "InvalidSpec")
+    assert "startParamJSON" in condition(obj)["message"]
+    kubectl.apply(dsi("barrier", file_id=101))
+    wait_ready(kubectl, "barrier")
+    assert emulator.starts(100, outcome=None) == []
+    # Fixing the spec is a new generation: it is started.
+    kubectl(
+        "patch",
+        "dsi",
+        "json-typo",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"startParamJSON": '{"failoverLimit":{"count":10,"interval":1}}'}}),
+    )
+    wait_ready(kubectl, "json-typo", generation=2)
+    assert len(emulator.starts(100)) == 1
+
+
+def test_events_and_metrics_tell_what_happened(
+    kubectl: Kubectl, emulator: EmulatorProcess, operator: OperatorProcess
+) -> None:
+    kubectl.apply(dsi("observable", file_id=100))
+    kubectl.apply(dsi("broken", file_id=998))
+    wait_ready(kubectl, "observable")
+    wait_reason(kubectl, "broken", "StartFailed")
+
+    def events() -> list[tuple[str, str, str]]:
+        items = kubectl.get_json("events")["items"]
+        return [(e["involvedObject"]["name"], e["type"], e["reason"]) for e in items]
+
+    wait_for(
+        lambda: {("observable", "Normal", "Started"), ("broken", "Warning", "StartFailed")} <= set(events()),
+        timeout=30,
+        what="Started and StartFailed events",
+    )
+
+    def metric(text: str, name: str, **labels: str) -> float:
+        for line in text.splitlines():
+            if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    text = operator.metrics()
+    assert metric(text, "disync_dataworks_calls_total", action="StartDISyncInstance", outcome="success") == 1
+    assert (
+        metric(text, "disync_dataworks_calls_total", action="StartDISyncInstance", outcome="OperationFailedError") == 1
+    )
+    assert metric(text, "disync_dataworks_call_duration_seconds_count", action="StartDISyncInstance") == 2
+    assert metric(text, "disync_instances", ready="False") >= 1
+    # JSON logs carry the object and the RequestId of the call.
+    started = [r for r in operator.log_records() if r.get("message", "").startswith("started generation")]
+    assert started
+    assert started[0]["object"]["name"] == "observable"
+    assert started[0]["request_id"] == emulator.starts(100)[0]["request_id"]
