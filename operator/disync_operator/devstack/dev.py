@@ -8,6 +8,7 @@ if not, within `--timeout`), which is how CI proves the README's first command w
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
@@ -55,7 +56,7 @@ def run_dev(*, once: bool, timeout: float, examples: Path) -> int:
     except ControlPlaneError as error:
         say(str(error))
         return 2
-    work_dir = Path.home() / ".cache" / "disync-operator" / "dev-cluster"
+    work_dir = Path(os.environ.get("DISYNC_DEV_WORKDIR") or Path.home() / ".cache" / "disync-operator" / "dev-cluster")
     if work_dir.exists():
         shutil.rmtree(work_dir)  # a fresh cluster each run: the demo starts from a known state
     plane = ControlPlane(bin_dir, work_dir=work_dir)
