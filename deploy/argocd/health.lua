@@ -1,0 +1,85 @@
+-- Argo CD health check for disync.dev/DISyncInstance (argocd-cm key
+-- resource.customizations.health.disync.dev_DISyncInstance; argocd-cm-patch.yaml embeds this exact text).
+-- Argo CD runs it in gopher-lua (Lua 5.1) without the string and math libraries: only base functions and
+-- operators are used here (`..` and tostring, no string methods).
+local hs = {}
+
+-- Failures the operator does not retry on its own: they wait for a change of spec, credentials or live state.
+local degraded = {
+  StartFailed = true,
+  InvalidSpec = true,
+  InvalidParameter = true,
+  AccessDenied = true,
+  AuthenticationFailed = true,
+  CredentialsUnavailable = true,
+  NotRunning = true,
+  StopFailed = true,
+}
+-- Reasons that resolve on their own (a start in flight, a retry with backoff), even if Ready is True.
+local transient = {
+  Starting = true,
+  RetryScheduled = true,
+  ClockSkew = true,
+  Deleting = true,
+}
+
+local function describe(condition)
+  if condition.message ~= nil and condition.message ~= "" then
+    return tostring(condition.reason) .. ": " .. tostring(condition.message)
+  end
+  return tostring(condition.reason)
+end
+
+local ready = nil
+if obj.status ~= nil and obj.status.conditions ~= nil then
+  for _, condition in ipairs(obj.status.conditions) do
+    if condition.type == "Ready" then
+      ready = condition
+    end
+  end
+end
+
+if obj.metadata.deletionTimestamp ~= nil then
+  -- A stop DataWorks refused keeps the finalizer: that needs a human, not patience.
+  if ready ~= nil and ready.reason == "StopFailed" then
+    hs.status = "Degraded"
+    hs.message = describe(ready)
+    return hs
+  end
+  hs.status = "Progressing"
+  hs.message = "Pending deletion: stopping the task"
+  return hs
+end
+
+if ready == nil then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to start the task"
+  return hs
+end
+
+-- A condition is only news about the generation it names: after a spec change, the old verdict is stale.
+local observed = ready.observedGeneration
+if observed == nil and obj.status ~= nil then
+  observed = obj.status.observedGeneration
+end
+if observed == nil or observed ~= obj.metadata.generation then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to act on generation " .. tostring(obj.metadata.generation)
+  return hs
+end
+
+if degraded[ready.reason] then
+  hs.status = "Degraded"
+  hs.message = describe(ready)
+  return hs
+end
+
+if ready.status == "True" and not transient[ready.reason] then
+  hs.status = "Healthy"
+  hs.message = describe(ready)
+  return hs
+end
+
+hs.status = "Progressing"
+hs.message = describe(ready)
+return hs
