@@ -342,3 +342,25 @@ def test_events_and_metrics_tell_what_happened(
     assert started
     assert started[0]["object"]["name"] == "observable"
     assert started[0]["request_id"] == emulator.starts(100)[0]["request_id"]
+
+
+def test_terminal_failure_with_the_operator_identity_is_retried_after_a_restart(
+    kubectl: Kubectl, emulator: EmulatorProcess, start_operator
+) -> None:
+    """Fixing a RAM policy for the operator's own identity is followed by a restart: that retries, once."""
+    first = start_operator()
+    kubectl.apply(dsi("denied", project_id=30000, file_id=300))
+    obj = wait_reason(kubectl, "denied", "AccessDenied")
+    assert obj["status"]["message"].startswith("Forbidden.Access")
+    assert obj["status"].get("status") is None
+    first.stop()
+    start_operator()
+    wait_for(lambda: len(emulator.requests("StartDISyncInstance")) == 2, timeout=30, what="one retry after restart")
+    wait_reason(kubectl, "denied", "AccessDenied")
+    kubectl.apply(dsi("barrier", file_id=101))
+    wait_ready(kubectl, "barrier")
+    assert [r["code"] for r in emulator.requests("StartDISyncInstance")] == [
+        "Forbidden.Access",
+        "Forbidden.Access",
+        "success",
+    ]

@@ -38,10 +38,14 @@ def _decode(data: dict[str, str], key: str) -> str | None:
 
 
 async def resolve(
-    spec: DISyncInstanceSpec, namespace: str, kube: KubeClient, default: CredentialsProvider
+    spec: DISyncInstanceSpec,
+    namespace: str,
+    kube: KubeClient,
+    default: CredentialsProvider,
+    default_version: str = OPERATOR_DEFAULT,
 ) -> ResolvedCredentials:
     if spec.credentials is None:
-        return ResolvedCredentials(default, OPERATOR_DEFAULT)
+        return ResolvedCredentials(default, default_version)
     ref = spec.credentials.secret_ref
     where = f"Secret {namespace}/{ref.name}"
     try:

@@ -14,7 +14,12 @@ from pydantic import ValidationError
 
 from disync_operator import types as t
 from disync_operator.controller import policy
-from disync_operator.controller.credentials import CredentialsUnavailable, ResolvedCredentials, resolve
+from disync_operator.controller.credentials import (
+    OPERATOR_DEFAULT,
+    CredentialsUnavailable,
+    ResolvedCredentials,
+    resolve,
+)
 from disync_operator.controller.kube import Conflict
 from disync_operator.controller.runtime import Runtime
 from disync_operator.dataworks import (
@@ -80,7 +85,10 @@ class Reconciler:
             return None
 
     async def credentials(self, spec: t.DISyncInstanceSpec) -> ResolvedCredentials:
-        return await resolve(spec, self.namespace, await self.rt.kube(), self.rt.default_credentials)
+        # The operator's own identity can only change with a restart (new env, RAM policy fixed): its version
+        # includes this process, so a terminal failure with it is retried once after a restart.
+        default_version = f"{OPERATOR_DEFAULT}:{self.rt.me}"
+        return await resolve(spec, self.namespace, await self.rt.kube(), self.rt.default_credentials, default_version)
 
     # -- start --------------------------------------------------------------------------------------------------
 

@@ -333,8 +333,11 @@ def failed_terminally(
     if isinstance(error, OperationFailedError):
         # The API answered: status and message are exactly what it said.
         fields |= {"status": "fail", "message": error.api_message, "request_id": error.request_id}
-    elif error.request_id:
-        fields |= {"request_id": error.request_id, "message": error.api_message}
+    else:
+        # No Data.Status this time: the columns show the error rather than an older generation's "success".
+        fields |= {"status": None, "message": error_summary(error)}
+        if error.request_id:
+            fields["request_id"] = error.request_id
     message = f"{error_summary(error)}. Not retried until the spec or the credentials change."
     updated = status.model_copy(update=fields)
     conditions = with_conditions(
@@ -368,6 +371,8 @@ def retry_scheduled(
         fields["pending_start"] = None
     if error.request_id:
         fields["request_id"] = error.request_id
+    if status.started_generation != generation:
+        fields |= {"status": None, "message": error_summary(error)}
     updated = status.model_copy(update=fields)
     ready_status: ConditionStatus = "False" if status.started_generation != generation else "True"
     conditions = with_conditions(
