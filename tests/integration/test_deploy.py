@@ -1,0 +1,431 @@
+"""deploy/ and examples/ against a real API server: install, re-apply, least-privilege RBAC, kubectl UX.
+
+The operator runs here exactly as deploy/ configures it: its settings from deploy/manifests/operator.env (cluster-
+wide: DISYNC_NAMESPACES unset), the identity of ServiceAccount disync-system/disync-operator (a static token the API
+server knows), and nothing but the shipped ClusterRole. Only the DataWorks endpoint (the emulator), the ports and the
+test timings differ. No kubelet or scheduler runs, so the Deployment itself never starts a pod; the operator runs as
+a local process instead.
+
+This module has its own API server. The operator watches every namespace as deployed, so it must not meet other
+modules' DISyncInstances (their namespaces stay Terminating forever: no controller-manager runs here), and the RBAC
+tests rewrite a ClusterRole that nothing else should depend on.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from e2e_helpers import condition, wait_ready, wait_reason
+
+from disync_operator.devstack.controlplane import ControlPlane, build_binaries, service_account_user
+from disync_operator.devstack.kubectl import Kubectl
+from disync_operator.devstack.processes import DEMO_ACCESS_KEY_ID, EmulatorProcess, OperatorProcess
+from disync_operator.devstack.waiting import wait_for
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+EXAMPLES = REPO / "examples"
+SA_NAMESPACE, SA_NAME = "disync-system", "disync-operator"
+SA_USER, _ = service_account_user(SA_NAMESPACE, SA_NAME)
+IMAGE = "ghcr.io/disync-operator/disync-operator:0.1.0"
+EXAMPLE_NAMES = ["orders-realtime", "users-realtime", "warehouse-solution"]
+# Test timings only (short backoff, frequent observation); everything else comes from deploy/.
+FAST_ENV = {"DISYNC_BACKOFF_BASE": "0.2", "DISYNC_BACKOFF_CAP": "3", "DISYNC_OBSERVE_INTERVAL": "1"}
+
+
+# --- fixtures ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    plane = ControlPlane(
+        build_binaries(),
+        token_identities=[service_account_user(SA_NAMESPACE, SA_NAME)],
+        work_dir=tmp_path_factory.mktemp("deploy-controlplane"),
+    )
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="module")
+def admin_kubectl(control_plane: ControlPlane) -> Kubectl:
+    return Kubectl(control_plane.kubectl_path, control_plane.kubeconfig)
+
+
+@pytest.fixture(scope="module")
+def rendered(admin_kubectl: Kubectl) -> list[dict[str, Any]]:
+    """deploy/ as kustomize renders it (kubectl's built-in kustomize, the same one `apply -k` uses)."""
+    return [doc for doc in yaml.safe_load_all(admin_kubectl("kustomize", str(DEPLOY))) if doc]
+
+
+@pytest.fixture(scope="module")
+def deployed(admin_kubectl: Kubectl, rendered: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    admin_kubectl("apply", "--server-side", "-k", str(DEPLOY))
+    admin_kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/disyncinstances.disync.dev")
+    return rendered
+
+
+@pytest.fixture
+def demo_emulator() -> Iterator[EmulatorProcess]:
+    # The demo registry `make run` uses (no --config): the examples must work against exactly that.
+    process = EmulatorProcess().start()
+    yield process
+    process.stop()
+
+
+def shipped_settings() -> dict[str, str]:
+    """The operator's environment from deploy/manifests/operator.env (what the ConfigMap holds)."""
+    settings = {}
+    for line in (DEPLOY / "manifests" / "operator.env").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            settings[key.strip()] = value.strip()
+    return settings
+
+
+@pytest.fixture
+def run_operator(
+    deployed: list[dict[str, Any]], control_plane: ControlPlane, demo_emulator: EmulatorProcess
+) -> Iterator[Callable[[], OperatorProcess]]:
+    started: list[OperatorProcess] = []
+
+    def start() -> OperatorProcess:
+        env = shipped_settings()
+        # The ports are per test process here (the Deployment's 8080/9090 would collide between tests).
+        env.pop("DISYNC_LIVENESS_PORT")
+        env.pop("DISYNC_METRICS_PORT")
+        process = OperatorProcess(
+            kubeconfig=control_plane.service_account_identity(SA_NAMESPACE, SA_NAME).kubeconfig,
+            endpoint=demo_emulator.url,
+            env={**env, **FAST_ENV},
+        )
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def examples_ns(kubectl: Kubectl, namespace: str) -> Iterator[Kubectl]:
+    """A namespace for the examples; whatever is left in it is removed afterwards, finalizers included, so the next
+    test's cluster-wide operator starts from an empty cluster (the namespace itself stays Terminating)."""
+    yield kubectl
+    for name in kubectl("get", "disyncinstances", "-o", "name").split():
+        kubectl.run("patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
+        kubectl.run("delete", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+# The API server's refusal, however a client words it: "... is forbidden: User ... cannot patch resource ...",
+# APIForbiddenError, "Code: 403".
+REFUSAL = re.compile(r"forbidden|cannot \w+ resource|\b403\b", re.IGNORECASE)
+
+
+def forbidden_lines(operator: OperatorProcess) -> list[str]:
+    return [line for line in operator.log().splitlines() if REFUSAL.search(line)]
+
+
+def can_i(kubectl: Kubectl, verb: str, resource: str) -> bool:
+    """Whether the operator's ServiceAccount may `verb` `resource` (plural[.group][/subresource]) anywhere."""
+    plural, _, sub = resource.partition("/")
+    args = [f"--subresource={sub}"] if sub else []
+    result = kubectl.run("auth", "can-i", verb, plural, *args, "--all-namespaces", f"--as={SA_USER}", check=False)
+    return result.stdout.strip() == "yes"
+
+
+def shipped_cluster_role() -> dict[str, Any]:
+    role: dict[str, Any] = next(
+        doc
+        for doc in yaml.safe_load_all((DEPLOY / "manifests" / "rbac.yaml").read_text())
+        if doc["kind"] == "ClusterRole"
+    )
+    return role
+
+
+def permissions(role: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    ]
+
+
+def resource_arg(group: str, resource: str) -> str:
+    plural, _, sub = resource.partition("/")
+    name = f"{plural}.{group}" if group else plural
+    return f"{name}/{sub}" if sub else name
+
+
+# --- install -----------------------------------------------------------------------------------------------------
+
+
+def test_apply_twice_changes_nothing(admin_kubectl: Kubectl, deployed: list[dict[str, Any]]) -> None:
+    def versions() -> dict[str, str]:
+        found = {}
+        for doc in deployed:
+            ns = ["-n", doc["metadata"]["namespace"]] if "namespace" in doc["metadata"] else []
+            obj = admin_kubectl.get_json(*ns, doc["kind"].lower(), doc["metadata"]["name"])
+            found[f"{doc['kind']}/{doc['metadata']['name']}"] = obj["metadata"]["resourceVersion"]
+        return found
+
+    before = versions()
+    assert set(before) == {
+        "CustomResourceDefinition/disyncinstances.disync.dev",
+        "Namespace/disync-system",
+        "ServiceAccount/disync-operator",
+        "ClusterRole/disync-operator",
+        "ClusterRoleBinding/disync-operator",
+        f"ConfigMap/{next(d for d in deployed if d['kind'] == 'ConfigMap')['metadata']['name']}",
+        "Deployment/disync-operator",
+        "Service/disync-operator-metrics",
+    }
+    diff = admin_kubectl.run("diff", "--server-side", "-k", str(DEPLOY), check=False)
+    assert (diff.returncode, diff.stdout, diff.stderr) == (0, "", "")
+    admin_kubectl("apply", "--server-side", "-k", str(DEPLOY))
+    assert versions() == before
+
+
+def test_deployment_is_native_and_restricted(admin_kubectl: Kubectl, deployed: list[dict[str, Any]]) -> None:
+    by_kind = {doc["kind"]: doc for doc in deployed}
+    namespace = by_kind["Namespace"]["metadata"]
+    assert namespace["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    deployment = by_kind["Deployment"]
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == SA_NAME
+    assert pod["automountServiceAccountToken"] is True
+    (container,) = pod["containers"]
+    assert container["image"] == IMAGE
+    config_map = by_kind["ConfigMap"]
+    assert container["envFrom"][0] == {"configMapRef": {"name": config_map["metadata"]["name"]}}
+    # The tests run the operator with these very settings: cluster-wide, as the ClusterRole assumes.
+    assert config_map["data"] == shipped_settings()
+    assert "DISYNC_NAMESPACES" not in config_map["data"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"healthz": int(config_map["data"]["DISYNC_LIVENESS_PORT"]), "metrics": 9090}
+    assert config_map["data"]["DISYNC_METRICS_PORT"] == "9090"
+    assert set(container["resources"]) == {"requests", "limits"}
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert by_kind["Service"]["spec"]["ports"][0]["targetPort"] == "metrics"
+
+    # The namespace enforces "restricted": the API server's PodSecurity admission accepts the operator's pod...
+    pod_manifest = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "operator-pod-check", "namespace": SA_NAMESPACE},
+        "spec": copy.deepcopy(pod),
+    }
+    admin_kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(pod_manifest))
+    # ...and refuses the same pod once it may escalate (so the check above was a real one).
+    pod_manifest["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    refused = admin_kubectl.run("create", "--dry-run=server", "-f", "-", input=json.dumps(pod_manifest), check=False)
+    assert refused.returncode != 0
+    assert "violates PodSecurity" in refused.stderr
+
+
+def test_shipped_role_lacks_what_is_not_needed(admin_kubectl: Kubectl, deployed: list[dict[str, Any]]) -> None:
+    granted = [
+        ("list", "disyncinstances.disync.dev"),
+        ("watch", "disyncinstances.disync.dev"),
+        ("patch", "disyncinstances.disync.dev"),
+        ("patch", "disyncinstances.disync.dev/status"),
+        ("get", "secrets"),
+        ("create", "events"),
+    ]
+    absent = [
+        ("get", "disyncinstances.disync.dev"),
+        ("update", "disyncinstances.disync.dev"),
+        ("delete", "disyncinstances.disync.dev"),
+        ("get", "disyncinstances.disync.dev/status"),
+        ("update", "disyncinstances.disync.dev/status"),
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("patch", "events"),
+        ("update", "events"),
+        ("list", "namespaces"),
+        ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("create", "leases.coordination.k8s.io"),
+    ]
+    assert [p for p in granted if not can_i(admin_kubectl, *p)] == []
+    assert [p for p in absent if can_i(admin_kubectl, *p)] == []
+
+
+def test_all_example_manifests_are_accepted(
+    admin_kubectl: Kubectl, deployed: list[dict[str, Any]], kubectl: Kubectl
+) -> None:
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            kubectl("apply", "--server-side", "--dry-run=server", "-f", str(path))
+    # The documented-only extras name their own namespace (disync-system).
+    for path in sorted((DEPLOY / "examples").glob("*.yaml")):
+        admin_kubectl("apply", "--server-side", "--dry-run=server", "-f", str(path))
+    names = kubectl("kustomize", str(EXAMPLES))
+    kinds = sorted((d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(names) if d)
+    assert kinds == [("DISyncInstance", n) for n in EXAMPLE_NAMES] + [("Secret", "dataworks-credentials")]
+
+
+def test_explain_shows_the_field_docs(admin_kubectl: Kubectl, deployed: list[dict[str, Any]]) -> None:
+    text = wait_for(
+        lambda: admin_kubectl.run("explain", "disyncinstance.spec.startParam", check=False).stdout,
+        timeout=30,
+        what="the CRD schema to be published for kubectl explain",
+    )
+    assert "Start parameters as an object (DI_REALTIME only)" in text
+    for field in ("failoverLimit", "errorLimit", "ddlMarkMap"):
+        assert field in text
+
+
+# --- the operator with nothing but the shipped RBAC ----------------------------------------------------------------
+
+
+def test_lifecycle_with_only_the_shipped_rbac(
+    examples_ns: Kubectl, namespace: str, demo_emulator: EmulatorProcess, run_operator: Callable[[], OperatorProcess]
+) -> None:
+    kubectl = examples_ns
+    operator = run_operator()
+    kubectl("apply", "-k", str(EXAMPLES))
+    kubectl("wait", "--for=condition=Ready", "--timeout=60s", *[f"disyncinstance/{n}" for n in EXAMPLE_NAMES])
+    objs = {name: wait_ready(kubectl, name) for name in EXAMPLE_NAMES}
+
+    # Printer columns, as a user sees them.
+    header, *rows = kubectl("get", "disyncinstances").splitlines()
+    assert header.split() == ["NAME", "PROJECT", "TYPE", "FILE", "STATUS", "MESSAGE", "READY", "AGE"]
+    table = {row.split()[0]: row.split() for row in rows}
+    assert table["orders-realtime"][1:5] == ["10000", "DI_REALTIME", "100", "success"]
+    assert table["warehouse-solution"][1:5] == ["10000", "DI_SOLUTION", "200", "success"]
+    assert all(row[-2] == "True" for row in table.values())
+
+    # users-realtime ran with its Secret (read with `get secrets`), and its startParamJSON went out as given.
+    assert objs["users-realtime"]["status"]["credentialsVersion"].startswith("secret:dataworks-credentials:")
+    (users_start,) = demo_emulator.starts(101)
+    assert users_start["access_key_id"] == DEMO_ACCESS_KEY_ID
+    assert json.loads(users_start["params"]["StartParam"]) == {
+        "failoverLimit": {"count": 5, "interval": 60},
+        "errorLimit": {"record": 100},
+    }
+
+    # A spec change starts the new generation.
+    kubectl(
+        "patch",
+        "dsi",
+        "orders-realtime",
+        "--type=merge",
+        "-p",
+        '{"spec":{"startParam":{"failoverLimit":{"count":3,"interval":30}}}}',
+    )
+    orders = wait_ready(kubectl, "orders-realtime", generation=2)
+    assert len(demo_emulator.starts(100)) == 2
+    assert orders["metadata"]["finalizers"] == ["disync.dev/stop-instance"]
+
+    # Argo CD must not refresh on the operator's own bookkeeping: every annotation kopf wrote is ignored there.
+    patch = yaml.safe_load((DEPLOY / "argocd" / "argocd-cm-patch.yaml").read_text())
+    ignored = yaml.safe_load(patch["data"]["resource.customizations.ignoreResourceUpdates.disync.dev_DISyncInstance"])
+    written = {
+        key
+        for obj in [orders, *objs.values()]
+        for key in obj["metadata"].get("annotations", {})
+        if key.startswith("disync.dev/")
+    }
+    assert written
+    assert {f"/metadata/annotations/{k.replace('/', '~1')}" for k in written} <= set(ignored["jsonPointers"])
+
+    # Delete: the real-time task is stopped and the finalizer released; Orphan and the solution are left alone.
+    for name in EXAMPLE_NAMES:
+        kubectl("delete", "dsi", name, "--timeout=60s")
+    assert kubectl("get", "dsi", "-o", "name") == ""
+    stops = demo_emulator.requests("StopDISyncInstance")
+    assert [(s["params"]["FileId"], s["code"]) for s in stops] == [("100", "success")]
+
+    events = kubectl.get_json("events")["items"]
+    reasons = {(e["involvedObject"]["name"], e["reason"]) for e in events}
+    assert {("orders-realtime", "Started"), ("orders-realtime", "Stopped"), ("users-realtime", "Orphaned")} <= reasons
+    # Events were only ever created (kopf never patches one): `create` alone sufficed, and nothing was refused.
+    assert forbidden_lines(operator) == []
+    assert operator.running
+
+
+# --- every permission is needed ------------------------------------------------------------------------------------
+
+# What breaks without each permission, and how it shows: the API server's refusal in the operator's log, except for
+# `get secrets`, which the operator turns into a condition a user can read.
+PERMISSIONS = permissions(shipped_cluster_role())
+
+
+@pytest.fixture
+def restrict(admin_kubectl: Kubectl, deployed: list[dict[str, Any]]) -> Iterator[Callable[[str, str, str], None]]:
+    full = shipped_cluster_role()
+
+    def apply(role: dict[str, Any]) -> None:
+        admin_kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(role))
+
+    def without(group: str, resource: str, verb: str) -> None:
+        role = copy.deepcopy(full)
+        for rule in role["rules"]:
+            if group in rule["apiGroups"] and resource in rule["resources"]:
+                rule["verbs"] = [v for v in rule["verbs"] if v != verb]
+        role["rules"] = [rule for rule in role["rules"] if rule["verbs"]]
+        apply(role)
+        # RBAC changes reach the authorizer through an informer: wait until it answers "no".
+        wait_for(lambda: not can_i(admin_kubectl, verb, resource_arg(group, resource)), timeout=30, what="revocation")
+
+    yield without
+    apply(full)
+    wait_for(
+        lambda: all(can_i(admin_kubectl, v, resource_arg(g, r)) for g, r, v in PERMISSIONS),
+        timeout=30,
+        what="the full role to be in force again",
+    )
+
+
+@pytest.mark.parametrize(
+    ("group", "resource", "verb"), PERMISSIONS, ids=[f"{r}-{v}".replace("/", "-") for _, r, v in PERMISSIONS]
+)
+def test_every_permission_is_needed(
+    examples_ns: Kubectl,
+    restrict: Callable[[str, str, str], None],
+    run_operator: Callable[[], OperatorProcess],
+    group: str,
+    resource: str,
+    verb: str,
+) -> None:
+    kubectl = examples_ns
+    restrict(group, resource, verb)
+    kubectl("apply", "-k", str(EXAMPLES))
+    operator = run_operator()
+    if (resource, verb) == ("secrets", "get"):
+        obj = wait_reason(kubectl, "users-realtime", "CredentialsUnavailable", timeout=30)
+        assert "may not read Secret" in condition(obj)["message"]
+        assert "RBAC: secrets get" in condition(obj)["message"]
+        return
+    refusal = f'cannot {verb} resource \\"{resource}\\"'
+
+    def refused() -> list[str]:
+        return [line for line in operator.log().splitlines() if refusal in line or refusal.replace("\\", "") in line]
+
+    lines = wait_for(refused, timeout=30, what=f"the operator to be refused: {refusal}")
+    print(lines[0])  # the evidence, shown with `pytest -rP`
+    assert SA_USER in lines[0]
