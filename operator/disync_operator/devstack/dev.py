@@ -73,7 +73,8 @@ def run_dev(*, once: bool, timeout: float, examples: Path) -> int:
         emulator.start()
         say(f"DataWorks emulator (demo registry) at {emulator.url}")
 
-        kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "deploy" / "crds"))
+        # -k: deploy/crds/ holds a kustomization.yaml, which `-f <dir>` would try to apply as an object.
+        kubectl("apply", "--server-side", "-k", str(REPO_ROOT / "deploy" / "crds"))
         kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/disyncinstances.disync.dev")
         say("CRD installed; starting the operator (logs below)")
         operator = OperatorProcess(
