@@ -13,7 +13,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "disync.dev"
@@ -181,6 +181,18 @@ class DISyncInstanceSpec(_Model):
         if value is not None:
             StartParam.model_validate_json(value)
         return value
+
+    @model_validator(mode="after")
+    def _start_param_rules(self) -> DISyncInstanceSpec:
+        # The same rules as SPEC_RULES (CEL, enforced by the API server), so the model admits exactly what it admits.
+        has_object, has_json = self.start_param is not None, self.start_param_json is not None
+        if has_object and has_json:
+            raise ValueError("set either startParam or startParamJSON, not both")
+        if self.task_type is TaskType.DI_REALTIME and not (has_object or has_json):
+            raise ValueError("a DI_REALTIME task needs startParam or startParamJSON")
+        if self.task_type is not TaskType.DI_REALTIME and (has_object or has_json):
+            raise ValueError("startParam and startParamJSON apply only to taskType DI_REALTIME")
+        return self
 
     def api_start_param(self) -> str | None:
         """StartParam as sent to the API, from whichever of the two forms the user chose."""
