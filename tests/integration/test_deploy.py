@@ -33,8 +33,6 @@ from disync_operator.devstack.kubectl import Kubectl
 from disync_operator.devstack.processes import DEMO_ACCESS_KEY_ID, EmulatorProcess, OperatorProcess
 from disync_operator.devstack.waiting import wait_for
 
-pytestmark = pytest.mark.cluster
-
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 EXAMPLES = REPO / "examples"
@@ -178,6 +176,7 @@ def resource_arg(group: str, resource: str) -> str:
 # --- install -----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.cluster
 def test_apply_twice_changes_nothing(admin_kubectl: Kubectl, deployed: list[dict[str, Any]]) -> None:
     def versions() -> dict[str, str]:
         found = {}
@@ -204,6 +203,7 @@ def test_apply_twice_changes_nothing(admin_kubectl: Kubectl, deployed: list[dict
     assert versions() == before
 
 
+@pytest.mark.cluster
 def test_deployment_is_native_and_restricted(admin_kubectl: Kubectl, deployed: list[dict[str, Any]]) -> None:
     by_kind = {doc["kind"]: doc for doc in deployed}
     namespace = by_kind["Namespace"]["metadata"]
@@ -251,6 +251,7 @@ def test_deployment_is_native_and_restricted(admin_kubectl: Kubectl, deployed: l
     assert "violates PodSecurity" in refused.stderr
 
 
+@pytest.mark.cluster
 def test_shipped_role_lacks_what_is_not_needed(admin_kubectl: Kubectl, deployed: list[dict[str, Any]]) -> None:
     granted = [
         ("list", "disyncinstances.disync.dev"),
@@ -278,6 +279,7 @@ def test_shipped_role_lacks_what_is_not_needed(admin_kubectl: Kubectl, deployed:
     assert [p for p in absent if can_i(admin_kubectl, *p)] == []
 
 
+@pytest.mark.cluster
 def test_all_example_manifests_are_accepted(
     admin_kubectl: Kubectl, deployed: list[dict[str, Any]], kubectl: Kubectl
 ) -> None:
@@ -292,6 +294,7 @@ def test_all_example_manifests_are_accepted(
     assert kinds == [("DISyncInstance", n) for n in EXAMPLE_NAMES] + [("Secret", "dataworks-credentials")]
 
 
+@pytest.mark.cluster
 def test_explain_shows_the_field_docs(admin_kubectl: Kubectl, deployed: list[dict[str, Any]]) -> None:
     text = wait_for(
         lambda: admin_kubectl.run("explain", "disyncinstance.spec.startParam", check=False).stdout,
@@ -306,6 +309,7 @@ def test_explain_shows_the_field_docs(admin_kubectl: Kubectl, deployed: list[dic
 # --- the operator with nothing but the shipped RBAC ----------------------------------------------------------------
 
 
+@pytest.mark.cluster
 def test_lifecycle_with_only_the_shipped_rbac(
     examples_ns: Kubectl, namespace: str, demo_emulator: EmulatorProcess, run_operator: Callable[[], OperatorProcess]
 ) -> None:
@@ -405,6 +409,7 @@ def restrict(admin_kubectl: Kubectl, deployed: list[dict[str, Any]]) -> Iterator
     )
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize(
     ("group", "resource", "verb"), PERMISSIONS, ids=[f"{r}-{v}".replace("/", "-") for _, r, v in PERMISSIONS]
 )
@@ -421,9 +426,10 @@ def test_every_permission_is_needed(
     kubectl("apply", "-k", str(EXAMPLES))
     operator = run_operator()
     if (resource, verb) == ("secrets", "get"):
-        obj = wait_reason(kubectl, "users-realtime", "CredentialsUnavailable", timeout=30)
-        assert "may not read Secret" in condition(obj)["message"]
-        assert "RBAC: secrets get" in condition(obj)["message"]
+        ready = condition(wait_reason(kubectl, "users-realtime", "CredentialsUnavailable", timeout=30))
+        assert ready is not None
+        assert "may not read Secret" in ready["message"]
+        assert "RBAC: secrets get" in ready["message"]
         return
     refusal = f'cannot {verb} resource \\"{resource}\\"'
 
