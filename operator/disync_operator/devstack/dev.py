@@ -101,6 +101,9 @@ def run_dev(*, once: bool, timeout: float, examples: Path) -> int:
             items = kubectl.get_json("disyncinstances")["items"]
             ready, waiting = ready_summary([i for i in items if i["metadata"]["name"] in names])
             if once and names and len(ready) == len(names):
+                final = kubectl.run("get", "disyncinstances", check=False).stdout
+                if final != last_table:
+                    print("\n" + final, flush=True)
                 say(f"all {len(names)} examples Ready in {time.monotonic() - started:.1f}s")
                 return 0
             if once and time.monotonic() > deadline:
