@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -125,8 +126,21 @@ def build_signed_request(
     return f"{base_url}/?{canonical_query(query)}", headers
 
 
+# A retry-after beyond this is not advice but a broken or hostile header: capped, so a CR is retried within the hour
+# and the wait stays representable (an "inf" or "1e308" once overflowed the operator's next-retry timestamp).
+MAX_RETRY_AFTER = 3600.0
+
+
 def _retry_after(headers: httpx.Headers, status: int) -> float | None:
-    """Seconds to wait: ``x-acs-retry-after`` (milliseconds, as the SDK reads it) or a 429's ``Retry-After``."""
+    """Seconds to wait (finite, at most MAX_RETRY_AFTER): ``x-acs-retry-after`` (milliseconds, as the SDK reads it)
+    or a 429's ``Retry-After``."""
+    seconds = _raw_retry_after(headers, status)
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return min(seconds, MAX_RETRY_AFTER)
+
+
+def _raw_retry_after(headers: httpx.Headers, status: int) -> float | None:
     raw = headers.get("x-acs-retry-after")
     if raw:
         try:
