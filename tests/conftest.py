@@ -51,3 +51,13 @@ def namespace(admin_kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterato
 @pytest.fixture
 def kubectl(admin_kubectl: Kubectl, namespace: str) -> Kubectl:
     return admin_kubectl.bound(namespace)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A plain run (`make test`) deselects `@pytest.mark.slow`; any explicit `-m` (e.g. `make chaos`) decides itself."""
+    if config.getoption("markexpr"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
