@@ -50,6 +50,16 @@ def _api_task_type(spec: t.DISyncInstanceSpec) -> ApiTaskType:
     return ApiTaskType(spec.task_type.value)
 
 
+def _info_request(spec: t.DISyncInstanceSpec) -> GetDISyncInstanceInfoRequest:
+    return GetDISyncInstanceInfoRequest(
+        project_id=spec.project_id, task_type=_api_task_type(spec), file_id=spec.file_id
+    )
+
+
+def _stop_request(spec: t.DISyncInstanceSpec) -> StopDISyncInstanceRequest:
+    return StopDISyncInstanceRequest(project_id=spec.project_id, task_type=_api_task_type(spec), file_id=spec.file_id)
+
+
 class Reconciler:
     """One object's handling; built per handler call from kopf's kwargs."""
 
@@ -125,11 +135,8 @@ class Reconciler:
 
         client = self.rt.dataworks(spec.region)
         if decision.action is policy.Action.VERIFY:
-            query = GetDISyncInstanceInfoRequest(
-                project_id=spec.project_id, task_type=_api_task_type(spec), file_id=spec.file_id
-            )
             try:
-                info = await client.get_instance_info(query, credentials=creds.provider)
+                info = await client.get_instance_info(_info_request(spec), credentials=creds.provider)
             except DataWorksError as error:
                 await self._failed(error, creds, keep_pending=True)
                 return
@@ -193,12 +200,11 @@ class Reconciler:
         if spec is None or self.body.metadata.get("deletionTimestamp"):
             return
         if self.status.started_generation == self.generation:
-            request = GetDISyncInstanceInfoRequest(
-                project_id=spec.project_id, task_type=_api_task_type(spec), file_id=spec.file_id
-            )
             try:
                 creds = await self.credentials(spec)
-                info = await self.rt.dataworks(spec.region).get_instance_info(request, credentials=creds.provider)
+                info = await self.rt.dataworks(spec.region).get_instance_info(
+                    _info_request(spec), credentials=creds.provider
+                )
             except DataWorksError as error:
                 self.logger.debug("live state not read: %s", error)
                 return
@@ -234,12 +240,11 @@ class Reconciler:
             return  # only real-time tasks can be stopped
         if self.status.started_generation is None and self.status.pending_start is None:
             return  # never started by us
-        request = StopDISyncInstanceRequest(
-            project_id=spec.project_id, task_type=_api_task_type(spec), file_id=spec.file_id
-        )
         try:
             creds = await self.credentials(spec)
-            response = await self.rt.dataworks(spec.region).stop_instance(request, credentials=creds.provider)
+            response = await self.rt.dataworks(spec.region).stop_instance(
+                _stop_request(spec), credentials=creds.provider
+            )
         except OperationFailedError as error:
             # The API answered "fail" (e.g. the task no longer exists): nothing left to stop.
             self.logger.warning("stop reported failure, releasing: %s", error)
