@@ -138,7 +138,8 @@ class Reconciler:
             try:
                 info = await client.get_instance_info(_info_request(spec), credentials=creds.provider)
             except DataWorksError as error:
-                await self._failed(error, creds, keep_pending=True)
+                # A failed verification is a failed attempt too: it must back off like one.
+                await self._failed(error, creds, keep_pending=True, count_attempt=True)
                 return
             if policy.start_took_effect(spec.task_type, info):
                 await self.write(
@@ -175,7 +176,9 @@ class Reconciler:
         )
         self.event("Normal", "Started", f"StartDISyncInstance succeeded (RequestId {response.request_id})")
 
-    async def _failed(self, error: DataWorksError, creds: ResolvedCredentials, *, keep_pending: bool) -> None:
+    async def _failed(
+        self, error: DataWorksError, creds: ResolvedCredentials, *, keep_pending: bool, count_attempt: bool = False
+    ) -> None:
         at = policy.now()
         extra = {"request_id": error.request_id, "code": error.code}
         if not error.retryable:
@@ -184,8 +187,11 @@ class Reconciler:
             self.logger.warning("start failed terminally: %s", error, extra=extra)
             self.event("Warning", reason, policy.error_summary(error))
             return
-        delay = self.rt.backoff.delay(max(1, self.status.attempts), error.retry_after)
-        patch = policy.retry_scheduled(self.status, self.generation, error, delay, at, keep_pending=keep_pending)
+        attempts = self.status.attempts + (1 if count_attempt else 0)
+        delay = self.rt.backoff.delay(max(1, attempts), error.retry_after)
+        patch = policy.retry_scheduled(
+            self.status, self.generation, error, delay, at, keep_pending=keep_pending, count_attempt=count_attempt
+        )
         await self.write(patch)
         self.rt.metrics.retries.labels(policy.error_reason(error).value).inc()
         self.logger.info(

@@ -355,9 +355,11 @@ def retry_scheduled(
     at: dt.datetime,
     *,
     keep_pending: bool,
+    count_attempt: bool = False,
 ) -> StatusPatch:
+    """`count_attempt`: the failed call was not a start (a verification), so the attempt is counted here."""
     reason = error_reason(error)
-    attempts = max(status.attempts, 1)
+    attempts = max(status.attempts + (1 if count_attempt else 0), 1)
     retry_at = at + dt.timedelta(seconds=round(delay, 3))
     message = f"{error_summary(error)}; attempt {attempts} failed, retrying in {delay:.1f}s"
     if isinstance(error, ClockSkewError):
@@ -369,6 +371,8 @@ def retry_scheduled(
     }
     if not keep_pending:
         fields["pending_start"] = None
+    if count_attempt:
+        fields["attempts"] = attempts
     if error.request_id:
         fields["request_id"] = error.request_id
     if status.started_generation != generation:
