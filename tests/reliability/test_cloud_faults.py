@@ -30,6 +30,7 @@ from rel_helpers import (
 
 from disync_operator.devstack.kubectl import Kubectl
 from disync_operator.devstack.processes import EmulatorProcess, OperatorProcess
+from disync_operator.devstack.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -156,3 +157,27 @@ def test_retry_after_above_the_backoff_is_honoured(
     assert throttled
     assert check_retry_after(emulator, operator) == len(throttled)
     assert max(retry_afters(operator).values()) > 1.0
+
+
+def test_failing_verifications_back_off_exponentially(
+    kubectl: Kubectl, emulator: EmulatorProcess, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    """After an ambiguous start the operator verifies with GetDISyncInstanceInfo; while that keeps failing, the
+    verifications must back off like any other attempt rather than repeat at the first step forever."""
+    start_operator()
+    # The start is performed but its answer lost; every verification then fails with a 500.
+    emulator.set_faults(drop_start_response=1, error_rate=1.0, actions=["StartDISyncInstance", "GetDISyncInstanceInfo"])
+    create_burst(kubectl, [FIRST_FILE])
+    verifications = wait_for(
+        lambda: (found := emulator.requests("GetDISyncInstanceInfo")) and len(found) >= 6 and found,
+        timeout=60,
+        what="six failed verifications",
+    )
+    emulator.set_faults()
+    times = [e["time"] for e in verifications[:6]]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # Equal jitter with factor 2: each step is at least as long as the one before; four steps on, at least 4x.
+    assert gaps[-1] >= 3 * gaps[0], gaps
+    items = wait_all_settled(kubectl, 1, timeout=60)
+    assert_exactly_once(emulator, items)
+    assert condition(items[0])["status"] == "True"
