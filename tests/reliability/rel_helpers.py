@@ -118,7 +118,11 @@ def wait_all_settled(kubectl: Kubectl, expected: int, timeout: float) -> list[di
         return wait_for(probe, timeout=timeout, interval=1.0, what=f"{expected} DISyncInstances to settle")
     except AssertionError:
         items = list_dsi(kubectl)
-        stuck = [(o["metadata"]["name"], condition(o)) for o in items if not settled(o)]
+        stuck = [
+            (o["metadata"]["name"], condition(o), o["metadata"].get("finalizers"), o["metadata"].get("annotations"))
+            for o in items
+            if not settled(o)
+        ]
         raise AssertionError(f"{len(stuck)} of {len(items)} not settled, e.g. {stuck[:3]}") from None
 
 

@@ -14,7 +14,9 @@ from rel_helpers import (
     assert_exactly_once,
     calls_by_file,
     create_burst,
+    list_dsi,
     record_results,
+    settled,
     summary,
     wait_all_settled,
 )
@@ -30,7 +32,20 @@ pytestmark = pytest.mark.cluster
     ("count", "rollouts"),
     [
         pytest.param(40, 2, id="bounded"),
-        pytest.param(300, 6, id="full", marks=[pytest.mark.slow, pytest.mark.timeout(1800)]),
+        pytest.param(
+            300,
+            6,
+            id="full",
+            marks=[
+                pytest.mark.slow,
+                pytest.mark.timeout(1800),
+                # Found by this test: with two *standalone* kopf processes overlapping (the shipped Deployment is
+                # Recreate, so this needs a partition or a manual second replica), a few CRs created during the
+                # overlap get the finalizer but no handler run in the survivor until it restarts. No duplicate
+                # start results; the liveness gap is reported, not fixed here.
+                pytest.mark.xfail(reason="CRs left behind during a standalone overlap (see comment)", strict=False),
+            ],
+        ),
     ],
 )
 def test_overlapping_operator_processes_start_each_cr_once(
@@ -73,7 +88,16 @@ def test_overlapping_operator_processes_start_each_cr_once(
         old = new
     create_burst(kubectl, batches[-1])
 
-    items = wait_all_settled(kubectl, count, timeout=120 + count * 1.5)
+    # Without any further event, every CR must settle. If some were left behind (see the full variant's xfail),
+    # count them, then restart the survivor (its resume pass lists everything) so exactly-once can still be checked.
+    left_behind: list[str] = []
+    try:
+        items = wait_all_settled(kubectl, count, timeout=60 + count * 0.2)
+    except AssertionError:
+        left_behind = [o["metadata"]["name"] for o in list_dsi(kubectl) if not settled(o)]
+        old.kill()
+        old = start_operator(env)
+        items = wait_all_settled(kubectl, count, timeout=60 + count * 0.2)
     assert all(condition(o)["status"] == "True" for o in items)
     counts = assert_exactly_once(emulator, items)
     assert sum(counts.values()) == count
@@ -84,9 +108,11 @@ def test_overlapping_operator_processes_start_each_cr_once(
         "crs": count,
         "overlapping_rollouts": overlaps,
         "duplicate_starts": sum(n - 1 for n in counts.values() if n > 1),
+        "crs_left_behind_until_restart": len(left_behind),
         "calls_per_cr": summary(calls),
         "seconds": round(time.monotonic() - began, 1),
     }
     print(figures)
     if count >= 300:
         record_results("rolling_update", figures)
+    assert not left_behind, f"CRs never handled while two standalone operators overlapped: {left_behind}"
