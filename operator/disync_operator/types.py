@@ -257,6 +257,13 @@ class PendingStart(_Model):
     generation: int = Field(ge=0, description="Generation being started.")
     since: dt.datetime = Field(description="When the call was about to be made.")
     owner: str = Field(max_length=253, description="Operator process that made the call.")
+    answered: bool = Field(
+        default=False,
+        description=(
+            "The call got an HTTP answer (e.g. a 5xx) whose effect is unknown: nothing is in flight any more, so the "
+            "outcome can be verified at once. Without an answer (timeout, reset) the lease is waited out first."
+        ),
+    )
 
 
 class LastError(_Model):

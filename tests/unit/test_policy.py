@@ -67,10 +67,8 @@ def test_jitter_spreads_retries() -> None:
 # --- the exactly-once decision --------------------------------------------------------------------------------
 
 
-def decide(st: DISyncInstanceStatus, generation: int = 1, creds: str = "v1", me: str = "op-a", at: dt.datetime = T0):
-    return policy.decide_start(
-        generation=generation, status=st, credentials_version=creds, me=me, lease_seconds=30, at=at
-    )
+def decide(st: DISyncInstanceStatus, generation: int = 1, creds: str = "v1", at: dt.datetime = T0):
+    return policy.decide_start(generation=generation, status=st, credentials_version=creds, lease_seconds=30, at=at)
 
 
 def test_a_new_object_is_started() -> None:
@@ -89,22 +87,40 @@ def test_terminal_failure_waits_for_new_credentials_or_spec() -> None:
     assert decide(failed, generation=3, creds="v1").action is Action.START
 
 
-def test_own_pending_start_is_verified_before_starting_again() -> None:
+def test_own_pending_start_is_waited_out_then_verified() -> None:
+    """Even our own timed-out call may still execute server-side: verify only once the lease has passed."""
     pending = status(pendingStart=PendingStart(generation=1, since=T0, owner="op-a"))
-    assert decide(pending, me="op-a").action is Action.VERIFY
+    assert decide(pending, at=T0 + dt.timedelta(seconds=5)).action is Action.WAIT
+    assert decide(pending, at=T0 + dt.timedelta(seconds=30)).action is Action.VERIFY
+
+
+def test_an_answered_intent_is_verified_at_once() -> None:
+    """A 5xx came back: nothing is in flight, so the outcome can be checked without waiting for the lease."""
+    pending = status(pendingStart=PendingStart(generation=1, since=T0, owner="op-a", answered=True))
+    assert decide(pending, at=T0 + dt.timedelta(seconds=1)).action is Action.VERIFY
+
+
+def test_a_5xx_marks_the_intent_answered_but_a_timeout_does_not() -> None:
+    before = status(pendingStart=PendingStart(generation=1, since=T0, owner="op-a"), attempts=1, observedGeneration=1)
+    server = ServerError("x", code="InternalError.System", http_status=500)
+    answered = policy.retry_scheduled(before, 1, server, 1.0, T0, keep_pending=True)
+    assert answered["pendingStart"]["answered"] is True
+    timeout = TransportError("read timeout", code="ReadTimeout")
+    silent = policy.retry_scheduled(before, 1, timeout, 1.0, T0, keep_pending=True)
+    assert "pendingStart" not in silent  # untouched: still unanswered, so the lease applies
 
 
 def test_fresh_foreign_intent_is_respected_until_the_lease_ends() -> None:
     pending = status(pendingStart=PendingStart(generation=1, since=T0, owner="op-old"))
-    waiting = decide(pending, me="op-new", at=T0 + dt.timedelta(seconds=10))
+    waiting = decide(pending, at=T0 + dt.timedelta(seconds=10))
     assert waiting.action is Action.WAIT
     assert waiting.wait_seconds == pytest.approx(20)
-    assert decide(pending, me="op-new", at=T0 + dt.timedelta(seconds=31)).action is Action.VERIFY
+    assert decide(pending, at=T0 + dt.timedelta(seconds=31)).action is Action.VERIFY
 
 
 def test_pending_start_of_an_older_generation_does_not_block() -> None:
     pending = status(pendingStart=PendingStart(generation=1, since=T0, owner="op-old"), startedGeneration=1)
-    assert decide(pending, generation=2, me="op-new").action is Action.START
+    assert decide(pending, generation=2).action is Action.START
 
 
 def info(state: str | None, solution: str | None = None) -> InstanceInfoResponse:
@@ -155,7 +171,12 @@ def test_transition_time_moves_only_when_status_changes() -> None:
 
 def test_intent_records_generation_owner_and_counts_attempts() -> None:
     patch = policy.intent(status(), 1, "op-a", T0)
-    assert patch["pendingStart"] == {"generation": 1, "since": "2026-11-28T12:00:00Z", "owner": "op-a"}
+    assert patch["pendingStart"] == {
+        "generation": 1,
+        "since": "2026-11-28T12:00:00Z",
+        "owner": "op-a",
+        "answered": False,
+    }
     assert patch["attempts"] == 1
     assert patch["observedGeneration"] == 1
     assert {c["type"]: c["reason"] for c in patch["conditions"]} == {"Ready": "Starting", "Synced": "Starting"}

@@ -123,7 +123,6 @@ class Reconciler:
             generation=self.generation,
             status=self.status,
             credentials_version=creds.version,
-            me=self.rt.me,
             lease_seconds=self.rt.settings.start_lease_seconds,
             at=at,
         )
@@ -150,20 +149,23 @@ class Reconciler:
                 self.logger.info("generation %s was already started (live state %s)", self.generation, info.data.status)
                 return
 
-        try:
-            await self.write(policy.intent(self.status, self.generation, self.rt.me, at), precondition=True)
-        except Conflict:
-            # Someone (another operator process, or kopf) changed the object since this handler saw it.
-            raise kopf.TemporaryError("the object changed meanwhile; re-reading it", delay=1) from None
-
         request = StartDISyncInstanceRequest(
             project_id=spec.project_id,
             task_type=_api_task_type(spec),
             file_id=spec.file_id,
             start_param=spec.api_start_param(),
         )
+
+        async def record_intent() -> None:
+            # Runs when the client's rate limit lets the call go: `since` is the send time, so the lease that other
+            # processes respect covers the call's flight, not its time in the queue.
+            await self.write(policy.intent(self.status, self.generation, self.rt.me, policy.now()), precondition=True)
+
         try:
-            response = await client.start_instance(request, credentials=creds.provider)
+            response = await client.start_instance(request, credentials=creds.provider, before_send=record_intent)
+        except Conflict:
+            # Someone (another operator process, or kopf) changed the object since this handler saw it.
+            raise kopf.TemporaryError("the object changed meanwhile; re-reading it", delay=1) from None
         except DataWorksError as error:
             await self._failed(error, creds, keep_pending=policy.start_may_have_happened(error))
             return
@@ -228,6 +230,12 @@ class Reconciler:
             if version != self.status.credentials_version and not self._invalid_spec_failure():
                 self.logger.info("credentials changed; retrying the start of generation %s", self.generation)
                 await self.start()
+        elif self.status.observed_generation != self.generation:
+            # Level-based safety net: kopf's handlers are edge-triggered, and an event lost on the way (seen when two
+            # operator processes overlap) would leave this generation unhandled until the next restart. Starting
+            # from here is safe: decide_start and the intent's resourceVersion precondition allow one start only.
+            self.logger.info("generation %s has not been handled yet; reconciling it", self.generation)
+            await self.start()
 
     def _invalid_spec_failure(self) -> bool:
         return self.status.last_error is not None and self.status.last_error.code == "InvalidSpec"

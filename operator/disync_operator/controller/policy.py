@@ -130,7 +130,6 @@ def decide_start(
     generation: int,
     status: DISyncInstanceStatus,
     credentials_version: str,
-    me: str,
     lease_seconds: float,
     at: dt.datetime,
 ) -> StartDecision:
@@ -140,8 +139,11 @@ def decide_start(
         return StartDecision(Action.NOTHING, why=f"generation {generation} failed terminally; waiting for a change")
     pending = status.pending_start
     if pending is not None and pending.generation == generation:
+        # The intent is written when the request is sent. Until the lease has passed, that request may still be
+        # in flight, or executing server-side after a client timeout, whoever sent it (this process or another):
+        # verifying before then could see NORUN and start a second time. The lease outlasts the client's timeouts.
         age = (at - pending.since).total_seconds()
-        if pending.owner != me and age < lease_seconds:
+        if age < lease_seconds and not pending.answered:
             return StartDecision(
                 Action.WAIT, wait_seconds=lease_seconds - age, why=f"start in flight by {pending.owner}"
             )
@@ -371,6 +373,8 @@ def retry_scheduled(
     }
     if not keep_pending:
         fields["pending_start"] = None
+    elif status.pending_start is not None and not isinstance(error, TransportError):
+        fields["pending_start"] = status.pending_start.model_copy(update={"answered": True})
     if count_attempt:
         fields["attempts"] = attempts
     if error.request_id:

@@ -52,3 +52,13 @@ class OperatorSettings(BaseSettings):
         if not self.endpoint and not self.region:
             raise ValueError("set DISYNC_REGION (e.g. cn-shanghai) or DISYNC_ENDPOINT")
         return self
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_call(self) -> OperatorSettings:
+        # A start intent is trusted for the lease; a call may be in flight for up to connect + read timeout.
+        if self.start_lease_seconds <= self.connect_timeout + self.read_timeout:
+            raise ValueError(
+                "DISYNC_START_LEASE_SECONDS must exceed DISYNC_CONNECT_TIMEOUT + DISYNC_READ_TIMEOUT "
+                f"({self.start_lease_seconds} <= {self.connect_timeout} + {self.read_timeout})"
+            )
+        return self

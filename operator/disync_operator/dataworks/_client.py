@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -55,6 +55,9 @@ API_VERSION = "2020-05-18"
 
 CallHook = Callable[[str, str, float], None]
 _R = TypeVar("_R", bound=ApiResponse)
+
+
+BeforeSend = Callable[[], Awaitable[None]]
 
 
 class ClientOptions(BaseModel):
@@ -218,9 +221,16 @@ class DataWorksClient:
     # ----------------------------------------------------------------------------------------- operations
 
     async def start_instance(
-        self, req: StartDISyncInstanceRequest, *, credentials: CredentialsProvider | None = None
+        self,
+        req: StartDISyncInstanceRequest,
+        *,
+        credentials: CredentialsProvider | None = None,
+        before_send: BeforeSend | None = None,
     ) -> ActionResponse:
-        return await self._call(req, ActionResponse, credentials)
+        """Start the instance. ``before_send`` runs once the rate limit and concurrency cap let this call go, just
+        before the request leaves; if it raises, nothing is sent. The operator records its start intent there, so
+        the intent's timestamp is the send time, not the time the call was queued."""
+        return await self._call(req, ActionResponse, credentials, before_send)
 
     async def stop_instance(
         self, req: StopDISyncInstanceRequest, *, credentials: CredentialsProvider | None = None
@@ -240,7 +250,13 @@ class DataWorksClient:
 
     # ------------------------------------------------------------------------------------------ internals
 
-    async def _call(self, req: _InstanceRequest, response_cls: type[_R], credentials: CredentialsProvider | None) -> _R:
+    async def _call(
+        self,
+        req: _InstanceRequest,
+        response_cls: type[_R],
+        credentials: CredentialsProvider | None,
+        before_send: BeforeSend | None = None,
+    ) -> _R:
         action = req.action
         outcome = "success"
         elapsed = 0.0
@@ -249,6 +265,8 @@ class DataWorksClient:
             async with self._semaphore:
                 if self._bucket is not None:
                     await self._bucket.acquire()
+                if before_send is not None:
+                    await before_send()
                 started = time.monotonic()
                 try:
                     status, headers, body = await self._send(action, req.to_query(), creds)
