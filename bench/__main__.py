@@ -31,7 +31,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=float, default=50.0, help="emulator latency per call")
     parser.add_argument("--qps", type=float, default=100.0, help="operator (and floor) DataWorks QPS limit")
     parser.add_argument("--max-concurrency", type=int, default=32, help="operator (and floor) concurrency cap")
+    parser.add_argument(
+        "--observe-interval",
+        type=float,
+        default=3600.0,
+        help="operator DISYNC_OBSERVE_INTERVAL (default long: no timer fires; 0 unregisters the timer)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and latest.md go")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the sections of the existing latest.json that this run does not measure (with a note saying so)",
+    )
     args = parser.parse_args(argv)
     small = args.small
     args.n1 = args.n1 if args.n1 is not None else (50 if small else 1000)
@@ -106,7 +117,12 @@ async def run(args: argparse.Namespace, stack: Stack, results: dict[str, Any]) -
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config = Config(latency_ms=args.latency_ms, qps=args.qps, max_concurrency=args.max_concurrency)
+    config = Config(
+        latency_ms=args.latency_ms,
+        qps=args.qps,
+        max_concurrency=args.max_concurrency,
+        observe_interval=args.observe_interval,
+    )
     tasks = 0
     if "P1" in args.sections:
         tasks += 2 * args.n1  # the floor and the operator each start fresh tasks
@@ -150,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop()
     # Other work on the machine shows up here: the numbers are only comparable between runs on a quiet machine.
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    if args.merge:
+        report.merge_previous(results, args.out)
     json_path, md_path = report.write(results, args.out)
     log(f"wrote {json_path} and {md_path}")
     print(md_path.read_text())

@@ -272,18 +272,22 @@ class Tracker:
         return self
 
     async def _run(self, rv: str) -> None:
-        async for at, event in self.kube.watch(self.namespace, rv):
-            kind, obj = event.get("type"), event.get("object", {})
-            if kind == "BOOKMARK":
-                continue
-            if kind == "ERROR":
-                raise RuntimeError(f"watch error: {obj}")
-            self.modified += 1
-            self.last_change = at
-            name = obj.get("metadata", {}).get("name")
-            if name and name not in self.ready_at and is_ready(obj):
-                self.ready_at[name] = at
-            self._changed.set()
+        # The apiserver ends watches (its request timeout, or a watcher it finds too slow on a busy machine):
+        # resume from the last resourceVersion seen, so no event is missed.
+        while True:
+            async for at, event in self.kube.watch(self.namespace, rv):
+                kind, obj = event.get("type"), event.get("object", {})
+                rv = obj.get("metadata", {}).get("resourceVersion") or rv
+                if kind == "BOOKMARK":
+                    continue
+                if kind == "ERROR":
+                    raise RuntimeError(f"watch error: {obj}")
+                self.modified += 1
+                self.last_change = at
+                name = obj.get("metadata", {}).get("name")
+                if name and name not in self.ready_at and is_ready(obj):
+                    self.ready_at[name] = at
+                self._changed.set()
 
     async def wait_ready(self, names: Iterable[str], limit: float) -> float:
         """Wait until every name is Ready; return the monotonic time the last one was seen Ready."""

@@ -112,8 +112,10 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {last} ({p['resumes_logged']:,} logged) | {p['idle_seconds']:.2f} s |",
                 "",
                 "Times from the new process's spawn. *Last resume handled*: kopf's last `Resuming is processed` log "
-                f"line. *Idle*: the last DataWorks request or CR change, confirmed by {p['quiet_window_seconds']:g} s "
-                "of neither (the quiet window itself is not counted).",
+                f"line. *Idle*: the last DataWorks request, CR change or resume, confirmed by "
+                f"{p['quiet_window_seconds']:g} s without a request, a CR change or an operator log line (the quiet "
+                "window itself is not counted). The old operator's graceful stop took "
+                f"{p['old_operator_stop_seconds']:.1f} s.",
                 "",
             ]
     if "P4" in s:
@@ -157,6 +159,26 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("notes"):
         lines += ["## Notes", "", *[f"- {note}" for note in results["notes"]], ""]
     return "\n".join(lines)
+
+
+def merge_previous(results: dict[str, Any], out: Path) -> None:
+    """Carry over sections this run did not measure from the previous latest.json, saying where they came from."""
+    path = out / "latest.json"
+    if not path.exists():
+        return
+    previous = json.loads(path.read_text())
+    for name in SECTIONS:
+        old, new = previous.get("sections", {}).get(name), results["sections"].get(name)
+        if new is not None and "error" in new and old is not None and "error" not in old:
+            results["notes"].append(f"{name} failed in the run of {results['started_at']}: {new['error']}")
+            del results["sections"][name]
+        if name not in results["sections"] and name in previous.get("sections", {}):
+            results["sections"][name] = previous["sections"][name]
+            results["notes"].append(
+                f"{name} is from the run of {previous['started_at']} (commit {previous['commit']}, load average "
+                f"{previous['machine'].get('load_average_at_start')} at start)."
+            )
+    results["notes"].extend(n for n in previous.get("notes", []) if n not in results["notes"])
 
 
 def write(results: dict[str, Any], out: Path) -> tuple[Path, Path]:

@@ -227,15 +227,18 @@ async def p3_restart(
         meter = CpuMeter({**stack.pids(), "operator": operator_pid(process)}).start()
         live = await asyncio.to_thread(_wait_live, process)
         live_seconds = time.monotonic() - spawn
-        # Idle: neither a DataWorks request nor a CR change for `quiet` seconds.
-        last_request = spawn
-        seen = 0
+        # Idle: no DataWorks request, no CR change and no log line (at INFO every resume logs) for `quiet` seconds.
+        last_request = last_log = spawn
+        seen = logged = 0
         while True:
             count = sum(sum(v.values()) for v in (await asyncio.to_thread(emulator.counters)).values())
+            size = process.log_path.stat().st_size if process.log_path and process.log_path.exists() else 0
             now = time.monotonic()
             if count != seen:
                 seen, last_request = count, now
-            last_activity = max(last_request, tracker.last_change, spawn + live_seconds)
+            if size != logged:
+                logged, last_log = size, now
+            last_activity = max(last_request, last_log, tracker.last_change, spawn + live_seconds)
             if now - last_activity >= quiet:
                 break
             await asyncio.sleep(0.25)
@@ -243,8 +246,8 @@ async def p3_restart(
         resumed = _kopf_log_times(process, "Resuming is processed")
         last_resume = max(resumed) - spawn_wall if resumed else None
         if last_resume is not None:
-            # A resume that changes nothing is visible only in the log: it counts as activity too.
-            last_activity = max(last_activity, spawn + last_resume)
+            # The log's own timestamp is more precise than the poll that saw the file grow.
+            last_activity = max(last_request, tracker.last_change, spawn + live_seconds, spawn + last_resume)
         counters = await asyncio.to_thread(emulator.counters)
         return {
             "n": len(bodies),
