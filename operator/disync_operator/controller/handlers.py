@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
@@ -22,6 +23,7 @@ from disync_operator.controller.credentials import (
 )
 from disync_operator.controller.kube import Conflict
 from disync_operator.controller.runtime import Runtime
+from disync_operator.controller.sweep import sweep_forever
 from disync_operator.dataworks import (
     DataWorksError,
     GetDISyncInstanceInfoRequest,
@@ -103,6 +105,7 @@ class Reconciler:
     # -- start --------------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.rt.seen.add(self.body.metadata.uid or "")
         at = policy.now()
         spec = self.spec()
         if spec is None:
@@ -230,12 +233,6 @@ class Reconciler:
             if version != self.status.credentials_version and not self._invalid_spec_failure():
                 self.logger.info("credentials changed; retrying the start of generation %s", self.generation)
                 await self.start()
-        elif self.status.observed_generation != self.generation:
-            # Level-based safety net: kopf's handlers are edge-triggered, and an event lost on the way (seen when two
-            # operator processes overlap) would leave this generation unhandled until the next restart. Starting
-            # from here is safe: decide_start and the intent's resourceVersion precondition allow one start only.
-            self.logger.info("generation %s has not been handled yet; reconciling it", self.generation)
-            await self.start()
 
     def _invalid_spec_failure(self) -> bool:
         return self.status.last_error is not None and self.status.last_error.code == "InvalidSpec"
@@ -275,7 +272,7 @@ class Reconciler:
         self.event("Normal", "Stopped", f"StopDISyncInstance succeeded (RequestId {response.request_id})")
 
 
-def register(registry: kopf.OperatorRegistry, settings_observe_interval: float) -> None:
+def register(registry: kopf.OperatorRegistry) -> None:
     """Register the handlers on `registry` (explicit, so tests and the CLI build operators side by side)."""
 
     @kopf.on.login(registry=registry)
@@ -284,6 +281,14 @@ def register(registry: kopf.OperatorRegistry, settings_observe_interval: float) 
         if info is not None:
             memo.runtime.connected(info)
         return info
+
+    @kopf.on.startup(registry=registry)
+    async def start_sweep(*, memo: Any, settings: kopf.OperatorSettings, **_: Any) -> None:
+        runtime: Runtime = memo.runtime
+        runtime.kopf_settings = settings
+        interval = runtime.settings.observe_interval
+        if interval > 0:
+            runtime.background.append(asyncio.create_task(sweep_forever(runtime, interval), name="disync-sweep"))
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(*, memo: Any, **_: Any) -> None:
@@ -298,15 +303,3 @@ def register(registry: kopf.OperatorRegistry, settings_observe_interval: float) 
     @kopf.on.delete(*RESOURCE, id="stop", registry=registry)
     async def stop(*, body: kopf.Body, memo: Any, logger: kopf.Logger, retry: int, **_: Any) -> None:
         await Reconciler(memo.runtime, body, logger).stop(retry)
-
-    if settings_observe_interval > 0:
-
-        @kopf.timer(
-            *RESOURCE,
-            id="observe",
-            interval=settings_observe_interval,
-            initial_delay=settings_observe_interval,
-            registry=registry,
-        )
-        async def observe(*, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
-            await Reconciler(memo.runtime, body, logger).observe()

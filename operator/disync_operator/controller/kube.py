@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +106,28 @@ class KubeClient:
             body["metadata"] = {"resourceVersion": resource_version}
         path = f"/apis/{t.GROUP}/{t.VERSION}/namespaces/{namespace}/{t.PLURAL}/{name}/status"
         return await self._request("PATCH", path, json=body, headers={"Content-Type": "application/merge-patch+json"})
+
+    async def list_instances(self, namespace: str | None, *, page_size: int = 500) -> AsyncIterator[dict[str, Any]]:
+        """Every DISyncInstance (in one namespace, or all), page by page so memory stays flat."""
+        where = f"/namespaces/{namespace}" if namespace else ""
+        path = f"/apis/{t.GROUP}/{t.VERSION}{where}/{t.PLURAL}"
+        token: str | None = None
+        while True:
+            params: dict[str, str | int] = {"limit": page_size}
+            if token:
+                params["continue"] = token
+            page = await self._request("GET", path, params=params)
+            for item in page.get("items", []):
+                yield item
+            token = page.get("metadata", {}).get("continue")
+            if not token:
+                return
+
+    async def annotate(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        path = f"/apis/{t.GROUP}/{t.VERSION}/namespaces/{namespace}/{t.PLURAL}/{name}"
+        await self._request(
+            "PATCH",
+            path,
+            json={"metadata": {"annotations": annotations}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )

@@ -78,7 +78,7 @@ def run(settings: OperatorSettings, *, ready_flag: threading.Event | None = None
     if settings.metrics_port:
         runtime.metrics.serve(settings.metrics_port)
     registry = kopf.OperatorRegistry()
-    register(registry, settings.observe_interval)
+    register(registry)
     liveness = f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
     logging.getLogger("disync_operator").info(
         "starting disync-operator as %s (endpoint %s)", runtime.me, settings.endpoint or f"region {settings.region}"

@@ -39,6 +39,10 @@ class Runtime:
     _kube: KubeClient | None = field(init=False, default=None)
     _connected: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _clients: dict[str, DataWorksClient] = field(init=False, default_factory=dict)
+    background: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+    # UIDs some handler of this process has seen: the sweep nudges only objects kopf never delivered.
+    seen: set[str] = field(init=False, default_factory=set)
+    kopf_settings: kopf.OperatorSettings = field(init=False, default_factory=kopf.OperatorSettings)
 
     def __post_init__(self) -> None:
         self.me = self.me or instance_identity(self.settings)
@@ -81,6 +85,8 @@ class Runtime:
         return client
 
     async def aclose(self) -> None:
+        for task in self.background:
+            task.cancel()
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()

@@ -1,0 +1,65 @@
+"""The shared sweep against the real API server: it nudges exactly the objects no handler has seen."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import kopf
+import pytest
+from e2e_helpers import dsi
+
+from disync_operator.controller.runtime import Runtime
+from disync_operator.controller.settings import OperatorSettings
+from disync_operator.controller.sweep import NUDGE, sweep_once
+from disync_operator.devstack.controlplane import ControlPlane
+from disync_operator.devstack.kubectl import Kubectl
+from disync_operator.devstack.processes import EmulatorProcess
+
+pytestmark = pytest.mark.cluster
+
+
+def test_only_unseen_unhandled_generations_are_nudged(
+    control_plane: ControlPlane, kubectl: Kubectl, namespace: str, crd: None, emulator: EmulatorProcess
+) -> None:
+    kubectl.apply(dsi("never-seen", file_id=100))
+    kubectl.apply(dsi("queued", file_id=103))
+    kubectl.apply(dsi("handled", file_id=101))
+    kubectl.apply(dsi("gone", file_id=102))
+    kubectl(
+        "patch",
+        "dsi",
+        "handled",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"observedGeneration": 1}}),
+    )
+    kubectl("patch", "dsi", "gone", "--type=merge", "-p", '{"metadata":{"finalizers":["test/hold"]}}')
+    kubectl("delete", "dsi", "gone", "--wait=false")
+    queued_uid = kubectl.get_json("dsi", "queued")["metadata"]["uid"]
+
+    async def run() -> tuple[int, int]:
+        settings = OperatorSettings(endpoint=emulator.url, namespaces=[namespace], metrics_port=0, liveness_port=0)
+        runtime = Runtime(settings)
+        info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())  # reads KUBECONFIG
+        assert info is not None
+        runtime.connected(info)
+        runtime.seen.add(queued_uid)  # a handler of this process has it (e.g. waiting for a rate-limit slot)
+        try:
+            return await sweep_once(runtime, min_age=0)
+        finally:
+            await runtime.aclose()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KUBECONFIG", str(control_plane.kubeconfig))
+        observed, nudged = asyncio.run(run())
+    assert nudged == 1
+    assert observed == 2  # queued and handled: looked at, nothing to do
+    annotations = {
+        n: kubectl.get_json("dsi", n)["metadata"].get("annotations", {})
+        for n in ("never-seen", "queued", "handled", "gone")
+    }
+    assert [n for n, a in annotations.items() if NUDGE in a] == ["never-seen"]
+    assert emulator.requests() == []  # nothing was started or observed at DataWorks
+    kubectl("patch", "dsi", "gone", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
