@@ -47,7 +47,7 @@ def test_only_unseen_unhandled_generations_are_nudged(
         runtime.connected(info)
         runtime.seen.add(queued_uid)  # a handler of this process has it (e.g. waiting for a rate-limit slot)
         try:
-            return await sweep_once(runtime, min_age=0)
+            return await sweep_once(runtime, observe=True, nudge_min_age=0)
         finally:
             await runtime.aclose()
 

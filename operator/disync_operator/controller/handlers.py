@@ -286,9 +286,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
     async def start_sweep(*, memo: Any, settings: kopf.OperatorSettings, **_: Any) -> None:
         runtime: Runtime = memo.runtime
         runtime.kopf_settings = settings
-        interval = runtime.settings.observe_interval
-        if interval > 0:
-            runtime.background.append(asyncio.create_task(sweep_forever(runtime, interval), name="disync-sweep"))
+        runtime.background.append(asyncio.create_task(sweep_forever(runtime), name="disync-sweep"))
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(*, memo: Any, **_: Any) -> None:

@@ -28,9 +28,12 @@ class OperatorSettings(BaseSettings):
     backoff_factor: float = Field(default=2.0, ge=1)
     backoff_cap: float = Field(default=300.0, gt=0)
 
-    # How often one sweep over all instances reads back the live state of started ones (GetDISyncInstanceInfo),
-    # retries terminal failures whose credentials changed, and nudges objects kopf never delivered; 0 disables.
+    # How often the sweep over all instances reads back the live state of started ones (GetDISyncInstanceInfo) and
+    # retries terminal failures whose credentials changed; 0 disables.
     observe_interval: float = Field(default=120.0, ge=0)
+    # How often the same sweep nudges objects whose current generation was never acted on and that no handler of
+    # this process has seen (kopf missed their events); 0 disables.
+    resync_interval: float = Field(default=60.0, ge=0)
     # How long another process's start intent is trusted before it is verified (covers a call in flight).
     start_lease_seconds: float = Field(default=30.0, gt=0)
 

@@ -1,8 +1,9 @@
 """One shared loop instead of a kopf timer per object: live-state follow-up and the resync safety net.
 
-Every `DISYNC_OBSERVE_INTERVAL` seconds this lists the DISyncInstances page by page and, with bounded concurrency:
+It lists the DISyncInstances page by page and, with bounded concurrency, every `DISYNC_OBSERVE_INTERVAL`:
 - follows the live state of started ones (GetDISyncInstanceInfo) and retries terminal failures whose credentials
   changed (`Reconciler.observe`);
+and every `DISYNC_RESYNC_INTERVAL`:
 - nudges, with an annotation, any object whose current generation was never acted on and that no handler of this
   process has seen: kopf only handles objects it hears about, and events can be missed around an operator start.
   The nudge is a fresh event that kopf handles as a create; starting stays exactly-once (decide_start and the
@@ -56,8 +57,8 @@ async def nudge(kube: KubeClient, item: dict[str, Any], now: dt.datetime) -> boo
     return True
 
 
-async def sweep_once(runtime: Runtime, *, min_age: float) -> tuple[int, int]:
-    """One pass over every object: (objects observed, objects nudged)."""
+async def sweep_once(runtime: Runtime, *, observe: bool, nudge_min_age: float | None) -> tuple[int, int]:
+    """One pass over every object: (objects observed, objects nudged). `nudge_min_age=None`: no nudging."""
     # Imported here: handlers imports this module to start the loop.
     from disync_operator.controller.handlers import Reconciler
 
@@ -69,10 +70,10 @@ async def sweep_once(runtime: Runtime, *, min_age: float) -> tuple[int, int]:
     async def visit(item: dict[str, Any]) -> None:
         nonlocal observed, nudged
         async with slots:
-            if needs_nudge(item, runtime.seen, now, min_age):
+            if nudge_min_age is not None and needs_nudge(item, runtime.seen, now, nudge_min_age):
                 nudged += await nudge(kube, item, now)
                 return
-            if item.get("metadata", {}).get("deletionTimestamp"):
+            if not observe or item.get("metadata", {}).get("deletionTimestamp"):
                 return
             body = kopf.Body(cast(kopf.RawBody, item))
             logger = kopf.LocalObjectLogger(body=body, settings=runtime.kopf_settings)
@@ -97,13 +98,29 @@ async def sweep_once(runtime: Runtime, *, min_age: float) -> tuple[int, int]:
     return observed, nudged
 
 
-async def sweep_forever(runtime: Runtime, interval: float) -> None:
+async def sweep_forever(runtime: Runtime) -> None:
+    """Tick at the shorter of the two intervals; observe and nudge each on its own schedule, with one LIST."""
+    observe_every = runtime.settings.observe_interval
+    nudge_every = runtime.settings.resync_interval
+    enabled = [i for i in (observe_every, nudge_every) if i > 0]
+    if not enabled:
+        return
+    tick = min(enabled)
+    clock = asyncio.get_running_loop().time
+    last_observe = last_nudge = clock()
     while True:
-        await asyncio.sleep(interval)
-        try:
-            _, nudged = await sweep_once(runtime, min_age=interval)
-        except (KubeError, OSError) as error:
-            log.warning("sweep failed, next in %.0fs: %s", interval, error)
+        await asyncio.sleep(tick)
+        now = clock()
+        observe = observe_every > 0 and now - last_observe >= observe_every - tick / 10
+        nudge_due = nudge_every > 0 and now - last_nudge >= nudge_every - tick / 10
+        if not observe and not nudge_due:
             continue
+        try:
+            _, nudged = await sweep_once(runtime, observe=observe, nudge_min_age=nudge_every if nudge_due else None)
+        except (KubeError, OSError) as error:
+            log.warning("sweep failed, next in %.0fs: %s", tick, error)
+            continue
+        last_observe = now if observe else last_observe
+        last_nudge = now if nudge_due else last_nudge
         if nudged:
             log.warning("%d DISyncInstance(s) had never reached this operator; nudged them", nudged)
