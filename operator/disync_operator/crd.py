@@ -87,7 +87,7 @@ def openapi_schema() -> dict[str, Any]:
     status["properties"]["conditions"].update({"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
     return {
         "type": "object",
-        "description": t.DISyncInstance.__doc__,
+        "description": t.DESCRIPTION,
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string", "description": "API version of this object."},

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -24,8 +24,14 @@ SINGULAR = "disyncinstance"
 SHORT_NAMES = ["dsi"]
 FINALIZER = f"{GROUP}/stop-instance"
 
-# CEL rules the API server enforces at admission: what a plain schema cannot say.
+DESCRIPTION = "A DataWorks real-time synchronization task or synchronization solution, kept started."
+
+# CEL rules the API server enforces at admission: what a plain schema cannot say. The model enforces the same
+# rules with the same messages (DISyncInstanceSpec._start_param_rules), so both admit exactly the same specs.
 CEL = "x-kubernetes-validations"
+BOTH_FORMS = "set either startParam or startParamJSON, not both"
+NEEDS_START_PARAM = "a DI_REALTIME task needs startParam or startParamJSON"
+ONLY_REALTIME = "startParam and startParamJSON apply only to taskType DI_REALTIME"
 
 
 class _Model(BaseModel):
@@ -187,11 +193,11 @@ class DISyncInstanceSpec(_Model):
         # The same rules as SPEC_RULES (CEL, enforced by the API server), so the model admits exactly what it admits.
         has_object, has_json = self.start_param is not None, self.start_param_json is not None
         if has_object and has_json:
-            raise ValueError("set either startParam or startParamJSON, not both")
+            raise ValueError(BOTH_FORMS)
         if self.task_type is TaskType.DI_REALTIME and not (has_object or has_json):
-            raise ValueError("a DI_REALTIME task needs startParam or startParamJSON")
+            raise ValueError(NEEDS_START_PARAM)
         if self.task_type is not TaskType.DI_REALTIME and (has_object or has_json):
-            raise ValueError("startParam and startParamJSON apply only to taskType DI_REALTIME")
+            raise ValueError(ONLY_REALTIME)
         return self
 
     def api_start_param(self) -> str | None:
@@ -217,19 +223,19 @@ SECRET_REF_RULES: list[dict[str, str]] = [
 SPEC_RULES: list[dict[str, str]] = [
     {
         "rule": "!(has(self.startParam) && has(self.startParamJSON))",
-        "message": "set either startParam or startParamJSON, not both",
+        "message": BOTH_FORMS,
         "fieldPath": ".startParamJSON",
         "reason": "FieldValueForbidden",
     },
     {
         "rule": "self.taskType != 'DI_REALTIME' || has(self.startParam) || has(self.startParamJSON)",
-        "message": "a DI_REALTIME task needs startParam or startParamJSON",
+        "message": NEEDS_START_PARAM,
         "fieldPath": ".startParam",
         "reason": "FieldValueRequired",
     },
     {
         "rule": "self.taskType == 'DI_REALTIME' || (!has(self.startParam) && !has(self.startParamJSON))",
-        "message": "startParam and startParamJSON apply only to taskType DI_REALTIME",
+        "message": ONLY_REALTIME,
         "fieldPath": ".startParam",
         "reason": "FieldValueForbidden",
     },
@@ -312,15 +318,3 @@ class DISyncInstanceStatus(_Model):
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
-
-
-class DISyncInstance(_Model):
-    """A DataWorks real-time synchronization task or synchronization solution, kept started."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
-
-    api_version: str = f"{GROUP}/{VERSION}"
-    kind: str = KIND
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    spec: DISyncInstanceSpec
-    status: DISyncInstanceStatus = Field(default_factory=DISyncInstanceStatus)

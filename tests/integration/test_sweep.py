@@ -45,7 +45,7 @@ def test_only_unseen_unhandled_generations_are_nudged(
         info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())  # reads KUBECONFIG
         assert info is not None
         runtime.connected(info)
-        runtime.seen.add(queued_uid)  # a handler of this process has it (e.g. waiting for a rate-limit slot)
+        runtime.seen[queued_uid] = 1  # a handler of this process has it (e.g. waiting for a rate-limit slot)
         try:
             return await sweep_once(runtime, observe=True, nudge_min_age=0)
         finally:

@@ -1,7 +1,7 @@
 """kopf handlers for DISyncInstance. Thin: they gather facts, ask `policy`, and apply what it says.
 
 - create / resume / spec change -> start the current generation (exactly once; see policy.decide_start)
-- timer                         -> follow the live state; retry a terminal failure once the credentials changed
+- the shared sweep (sweep.py)   -> follows the live state; retries a terminal failure once the credentials changed
 - delete                        -> StopDISyncInstance (DI_REALTIME, deletionPolicy Stop), then release the finalizer
 """
 
@@ -87,14 +87,14 @@ class Reconciler:
     def event(self, type_: str, reason: str, message: str) -> None:
         kopf.event(self.body, type=type_, reason=reason, message=message)
 
-    def spec(self) -> t.DISyncInstanceSpec | None:
+    def spec(self) -> tuple[t.DISyncInstanceSpec | None, str]:
+        """The parsed spec, or None and what is wrong with it (the API server can't check startParamJSON)."""
         try:
-            return t.DISyncInstanceSpec.model_validate(dict(self.body.get("spec") or {}))
+            return t.DISyncInstanceSpec.model_validate(dict(self.body.get("spec") or {})), ""
         except ValidationError as error:
-            self._invalid = "; ".join(
+            return None, "; ".join(
                 f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)
             )
-            return None
 
     async def credentials(self, spec: t.DISyncInstanceSpec) -> ResolvedCredentials:
         # The operator's own identity can only change with a restart (new env, RAM policy fixed): its version
@@ -105,13 +105,13 @@ class Reconciler:
     # -- start --------------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.rt.seen.add(self.body.metadata.uid or "")
+        self.rt.seen[self.body.metadata.uid or ""] = self.generation
         at = policy.now()
-        spec = self.spec()
+        spec, problem = self.spec()
         if spec is None:
             if self.status.failed_generation != self.generation:
-                await self.write(policy.invalid_spec(self.status, self.generation, self._invalid, at))
-                self.event("Warning", policy.Reason.INVALID_SPEC, self._invalid)
+                await self.write(policy.invalid_spec(self.status, self.generation, problem, at))
+                self.event("Warning", policy.Reason.INVALID_SPEC, problem)
             return
         try:
             creds = await self.credentials(spec)
@@ -207,7 +207,7 @@ class Reconciler:
     # -- observe ------------------------------------------------------------------------------------------------
 
     async def observe(self) -> None:
-        spec = self.spec()
+        spec, _ = self.spec()
         if spec is None or self.body.metadata.get("deletionTimestamp"):
             return
         if self.status.started_generation == self.generation:
@@ -241,7 +241,7 @@ class Reconciler:
 
     async def stop(self, retry: int) -> None:
         self.rt.metrics.set_ready(_key(self.body), None)
-        spec = self.spec()
+        spec, _ = self.spec()
         if spec is None:
             return
         if spec.deletion_policy is t.DeletionPolicy.ORPHAN:

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import signal
 import sys
-import threading
 from typing import Any
 
 import kopf
@@ -47,14 +46,6 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     return s
 
 
-class _QuietTimerSuccess(logging.Filter):
-    """kopf logs every successful timer tick at INFO: one line per CR per interval says nothing a user needs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not (message.startswith("Timer 'observe'") and message.endswith("succeeded."))
-
-
 def configure_logging(settings: OperatorSettings) -> None:
     log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
     kopf.configure(
@@ -68,11 +59,9 @@ def configure_logging(settings: OperatorSettings) -> None:
     # httpx logs every request at INFO; at 1,000s of CRs that drowns what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_QuietTimerSuccess())
 
 
-def run(settings: OperatorSettings, *, ready_flag: threading.Event | None = None) -> None:
+def run(settings: OperatorSettings) -> None:
     configure_logging(settings)
     runtime = Runtime(settings)
     if settings.metrics_port:
@@ -100,7 +89,6 @@ def run(settings: OperatorSettings, *, ready_flag: threading.Event | None = None
             liveness_endpoint=liveness,
             memo=kopf.Memo(runtime=runtime),
             stop_flag=stop,
-            ready_flag=ready_flag,
         )
 
     asyncio.run(main())

@@ -299,8 +299,6 @@ def started(
     else:
         fields |= {"status": "success", "instance_state": verified_state}
         detail = f"an earlier start had taken effect (live state {verified_state}); not started again"
-    if verified_state:
-        fields["instance_state"] = verified_state
     updated = status.model_copy(update=fields)
     running = (verified_state or "") in RUNNING_STATES
     conditions = with_conditions(
@@ -320,10 +318,8 @@ def failed_terminally(
     error: DataWorksError,
     credentials_version: str,
     at: dt.datetime,
-    *,
-    reason: Reason | None = None,
 ) -> StatusPatch:
-    reason = reason or error_reason(error)
+    reason = error_reason(error)
     fields: dict[str, Any] = {
         "failed_generation": generation,
         "observed_generation": generation,

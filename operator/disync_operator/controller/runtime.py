@@ -40,8 +40,8 @@ class Runtime:
     _connected: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _clients: dict[str, DataWorksClient] = field(init=False, default_factory=dict)
     background: list[asyncio.Task[None]] = field(init=False, default_factory=list)
-    # UIDs some handler of this process has seen: the sweep nudges only objects kopf never delivered.
-    seen: set[str] = field(init=False, default_factory=set)
+    # UID -> the generation a handler of this process last saw: the sweep nudges only what kopf never delivered.
+    seen: dict[str, int] = field(init=False, default_factory=dict)
     kopf_settings: kopf.OperatorSettings = field(init=False, default_factory=kopf.OperatorSettings)
 
     def __post_init__(self) -> None:
@@ -55,7 +55,6 @@ class Runtime:
             max_concurrency=s.max_concurrency,
             on_call=self.metrics.on_call,
         )
-        self._shared: DataWorksClient | None = None
 
     def connected(self, info: kopf.ConnectionInfo) -> None:
         if self._kube is None:

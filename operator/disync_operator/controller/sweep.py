@@ -33,9 +33,9 @@ NUDGE = f"{t.GROUP}/resync"
 PARALLEL = 16
 
 
-def needs_nudge(item: dict[str, Any], seen: set[str], now: dt.datetime, min_age: float) -> bool:
+def needs_nudge(item: dict[str, Any], seen: dict[str, int], now: dt.datetime, min_age: float) -> bool:
     meta = item.get("metadata", {})
-    if meta.get("deletionTimestamp") or meta.get("uid") in seen:
+    if meta.get("deletionTimestamp") or seen.get(meta.get("uid", "")) == meta.get("generation"):
         return False
     status = item.get("status") or {}
     if status.get("observedGeneration") == meta.get("generation"):
