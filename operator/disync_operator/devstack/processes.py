@@ -86,6 +86,10 @@ class EmulatorProcess:
     def clear_requests(self) -> None:
         self._admin("DELETE", "requests")
 
+    def counters(self) -> dict[str, dict[str, int]]:
+        result: dict[str, dict[str, int]] = self._admin("GET", "counters")
+        return result
+
     def instances(self) -> list[dict[str, Any]]:
         result = self._admin("GET", "instances")
         return result.get("instances", result) if isinstance(result, dict) else result  # type: ignore[no-any-return]
