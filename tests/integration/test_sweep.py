@@ -1,4 +1,4 @@
-"""The shared sweep against the real API server: it nudges exactly the objects no handler has seen."""
+"""The shared sweep against the real API server: it reconciles exactly the objects no event has brought."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from e2e_helpers import dsi
 
 from disync_operator.controller.runtime import Runtime
 from disync_operator.controller.settings import OperatorSettings
-from disync_operator.controller.sweep import NUDGE, sweep_once
+from disync_operator.controller.sweep import sweep_once
 from disync_operator.devstack.controlplane import ControlPlane
 from disync_operator.devstack.kubectl import Kubectl
-from disync_operator.devstack.processes import EmulatorProcess
+from disync_operator.devstack.processes import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, EmulatorProcess
 
 pytestmark = pytest.mark.cluster
 
 
-def test_only_unseen_unhandled_generations_are_nudged(
+def test_only_unseen_unhandled_generations_are_reconciled(
     control_plane: ControlPlane, kubectl: Kubectl, namespace: str, crd: None, emulator: EmulatorProcess
 ) -> None:
     kubectl.apply(dsi("never-seen", file_id=100))
@@ -53,13 +53,18 @@ def test_only_unseen_unhandled_generations_are_nudged(
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KUBECONFIG", str(control_plane.kubeconfig))
+        patch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", DEMO_ACCESS_KEY_ID)
+        patch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", DEMO_ACCESS_KEY_SECRET)
         observed, nudged = asyncio.run(run())
     assert nudged == 1
     assert observed == 2  # queued and handled: looked at, nothing to do
-    annotations = {
-        n: kubectl.get_json("dsi", n)["metadata"].get("annotations", {})
+    started = {
+        n: kubectl.get_json("dsi", n).get("status", {}).get("startedGeneration")
         for n in ("never-seen", "queued", "handled", "gone")
     }
-    assert [n for n, a in annotations.items() if NUDGE in a] == ["never-seen"]
-    assert emulator.requests() == []  # nothing was started or observed at DataWorks
+    assert started == {"never-seen": 1, "queued": None, "handled": None, "gone": None}
+    # The one DataWorks call: never-seen's start. Nothing else was started or observed.
+    assert [(r["action"], r["params"].get("FileId")) for r in emulator.requests()] == [
+        ("StartDISyncInstance", "100")
+    ]
     kubectl("patch", "dsi", "gone", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')

@@ -17,7 +17,9 @@ OK = {"Success": True, "RequestId": "R", "Data": {"Status": "success", "Message"
 REQUEST = StartDISyncInstanceRequest(project_id=1, task_type=TaskType.DI_SOLUTION, file_id=2)
 
 
-def client(events: list[str]) -> DataWorksClient:
+def client(events: list[str], calls: list[str] | None = None) -> DataWorksClient:
+    seen = calls if calls is not None else []
+
     def handler(request: httpx.Request) -> httpx.Response:
         events.append("sent")
         return httpx.Response(200, json=OK)
@@ -25,7 +27,9 @@ def client(events: list[str]) -> DataWorksClient:
     return DataWorksClient(
         "https://dataworks.test",
         StaticCredentialsProvider("ak", "secret"),
-        options=ClientOptions(qps=1000, max_concurrency=1),
+        options=ClientOptions(
+            qps=1000, max_concurrency=1, on_call=lambda action, outcome, _: seen.append(f"{action} {outcome}")
+        ),
         transport=httpx.MockTransport(handler),
     )
 
@@ -50,7 +54,11 @@ async def test_a_failing_hook_sends_nothing() -> None:
     async def hook() -> None:
         raise Refused
 
-    async with client(events) as dw:
+    calls: list[str] = []
+    async with client(events, calls) as dw:
         with pytest.raises(Refused):
             await dw.start_instance(REQUEST, before_send=hook)
-    assert events == []
+        assert events == []
+        assert calls == []  # no call was made, so none is counted in the metrics
+        await dw.start_instance(REQUEST)
+    assert calls == ["StartDISyncInstance success"]

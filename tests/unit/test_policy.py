@@ -123,6 +123,27 @@ def test_pending_start_of_an_older_generation_does_not_block() -> None:
     assert decide(pending, generation=2).action is Action.START
 
 
+def test_the_backoff_in_status_is_kept_then_the_start_retried() -> None:
+    """A status write is itself an event: the next look must not retry before nextRetryTime."""
+    backing_off = status(observedGeneration=1, attempts=2, nextRetryTime=T0 + dt.timedelta(seconds=8))
+    waiting = decide(backing_off, at=T0 + dt.timedelta(seconds=3))
+    assert waiting.action is Action.WAIT
+    assert waiting.wait_seconds == pytest.approx(5)
+    assert decide(backing_off, at=T0 + dt.timedelta(seconds=8, milliseconds=1)).action is Action.START
+
+
+def test_a_spec_change_ends_the_backoff_of_the_old_generation() -> None:
+    backing_off = status(observedGeneration=1, attempts=4, nextRetryTime=T0 + dt.timedelta(seconds=60))
+    assert decide(backing_off, generation=2, at=T0).action is Action.START
+
+
+def test_an_answered_intent_is_verified_when_its_backoff_ends() -> None:
+    pending = PendingStart(generation=1, since=T0, owner="op-a", answered=True)
+    backing_off = status(observedGeneration=1, pendingStart=pending, nextRetryTime=T0 + dt.timedelta(seconds=2))
+    assert decide(backing_off, at=T0 + dt.timedelta(seconds=1)).action is Action.WAIT
+    assert decide(backing_off, at=T0 + dt.timedelta(seconds=2.5)).action is Action.VERIFY
+
+
 def info(state: str | None, solution: str | None = None) -> InstanceInfoResponse:
     sol = SolutionInfo(status=solution) if solution is not None else None
     return InstanceInfoResponse(request_id="r", success=True, data=InstanceInfoData(status=state, solution_info=sol))

@@ -1,9 +1,8 @@
 """The few Kubernetes calls the operator makes itself, async on httpx, with kopf's own login.
 
-kopf watches the CRs and applies its own patches. Two things need a direct call: reading a Secret in the CR's
-namespace, and recording a start intent in status *before* calling DataWorks (kopf applies handler patches only
-after the handler returns, which is too late for exactly-once). The `kubernetes` package would do this on a
-blocking thread pool and cost tens of MiB per process; these few requests don't need it.
+kopf watches the CRs and delivers their events; every write is ours: status (the start intent *before* DataWorks
+is called, then the outcome), our finalizer, and reading a Secret in the CR's namespace. The `kubernetes` package
+would do this on a blocking thread pool and cost tens of MiB per process; these few requests don't need it.
 """
 
 from __future__ import annotations
@@ -123,11 +122,13 @@ class KubeClient:
             if not token:
                 return
 
-    async def annotate(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+    async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
+        await self._request("POST", f"/api/v1/namespaces/{namespace}/events", json=event)
+
+    async def set_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], *, resource_version: str | None
+    ) -> dict[str, Any]:
+        """Replace metadata.finalizers; with the resourceVersion precondition, so another's finalizer is never lost."""
         path = f"/apis/{t.GROUP}/{t.VERSION}/namespaces/{namespace}/{t.PLURAL}/{name}"
-        await self._request(
-            "PATCH",
-            path,
-            json={"metadata": {"annotations": annotations}},
-            headers={"Content-Type": "application/merge-patch+json"},
-        )
+        body = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
+        return await self._request("PATCH", path, json=body, headers={"Content-Type": "application/merge-patch+json"})

@@ -18,15 +18,9 @@ from disync_operator.controller.settings import OperatorSettings
 
 def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     s = kopf.OperatorSettings()
-    # Our own finalizer and annotation prefix: kopf's defaults are shared by every kopf operator in a cluster.
-    s.persistence.finalizer = t.FINALIZER
-    s.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=t.GROUP)
-    s.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=t.GROUP,
-        key="last-handled-configuration",
-        # Argo CD's tracking annotation and similar noise must not look like a change worth a start.
-        ignored_fields=["status", "metadata.labels", "metadata.annotations"],
-    )
+    # Our finalizer is ours (handlers.Reconciler): kopf must neither add nor remove it. kopf removes *its* finalizer
+    # from objects no handler of its needs one for, so it gets a name nothing ever carries.
+    s.persistence.finalizer = f"{t.GROUP}/kopf-unused"
     s.posting.reporting_component = "disync-operator"
     s.posting.level = logging.INFO
     s.watching.server_timeout = settings.watch_server_timeout
@@ -34,8 +28,6 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     s.watching.connect_timeout = 10
     s.networking.request_timeout = 60
     s.queueing.worker_limit = settings.worker_limit
-    # Our handlers compute their own backoff; this is only the fallback for unexpected exceptions.
-    s.execution.default_backoff = min(60.0, settings.backoff_cap)
     s.scanning.disabled = True  # no cluster-wide CRD/namespace scans: less RBAC, less memory
     s.peering.standalone = settings.peering is None
     if settings.peering is not None:
@@ -59,6 +51,13 @@ def configure_logging(settings: OperatorSettings) -> None:
     # httpx logs every request at INFO; at 1,000s of CRs that drowns what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").addFilter(_drop_per_event_success)
+
+
+def _drop_per_event_success(record: logging.LogRecord) -> bool:
+    # kopf says "Handler 'reconcile' succeeded." for every event of every object: several lines per CR that say
+    # nothing the handler's own lines don't.
+    return not (record.levelno == logging.INFO and record.msg == "Handler 'reconcile' succeeded.")
 
 
 def run(settings: OperatorSettings) -> None:

@@ -30,6 +30,8 @@ from disync_operator.dataworks import (
 from disync_operator.types import (
     Condition,
     ConditionStatus,
+    DeletionPolicy,
+    DISyncInstanceSpec,
     DISyncInstanceStatus,
     LastError,
     PendingStart,
@@ -113,7 +115,7 @@ class Backoff:
 
 class Action(StrEnum):
     NOTHING = "nothing"  # already started (or terminally failed) for this generation and these credentials
-    WAIT = "wait"  # another operator process holds a fresh start intent; look again later
+    WAIT = "wait"  # a fresh start intent is in flight, or the backoff of a failed attempt runs: look again later
     VERIFY = "verify"  # a start may have happened (crash or lost response): ask GetDISyncInstanceInfo first
     START = "start"
 
@@ -137,6 +139,13 @@ def decide_start(
         return StartDecision(Action.NOTHING, why=f"generation {generation} already started")
     if status.failed_generation == generation and status.credentials_version == credentials_version:
         return StartDecision(Action.NOTHING, why=f"generation {generation} failed terminally; waiting for a change")
+    retry_at = status.next_retry_time
+    if retry_at is not None and status.observed_generation == generation and retry_at > at:
+        # A failed attempt of this generation set its backoff; every status write is an event that arrives here, so
+        # the backoff is kept by the status, not by a timer of whichever process wrote it.
+        return StartDecision(
+            Action.WAIT, wait_seconds=(retry_at - at).total_seconds(), why=f"backing off until {retry_at.isoformat()}"
+        )
     pending = status.pending_start
     if pending is not None and pending.generation == generation:
         # The intent is written when the request is sent. Until the lease has passed, that request may still be
@@ -149,6 +158,12 @@ def decide_start(
             )
         return StartDecision(Action.VERIFY, why="an earlier start of this generation has no recorded outcome")
     return StartDecision(Action.START)
+
+
+def needs_finalizer(spec: DISyncInstanceSpec) -> bool:
+    """Only a real-time task with deletionPolicy Stop has something to do at deletion: the others are let go at
+    once, which saves each of them a write (and its deletion a round trip)."""
+    return spec.task_type is TaskType.DI_REALTIME and spec.deletion_policy is DeletionPolicy.STOP
 
 
 def start_took_effect(task_type: TaskType, info: InstanceInfoResponse) -> bool:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import kopf
 
+from disync_operator.controller.events import EventRecorder
 from disync_operator.controller.kube import KubeClient
 from disync_operator.controller.metrics import Metrics
 from disync_operator.controller.policy import Backoff
+from disync_operator.controller.requeue import Requeue
 from disync_operator.controller.settings import OperatorSettings
 from disync_operator.dataworks import (
     ClientOptions,
@@ -42,10 +46,18 @@ class Runtime:
     background: list[asyncio.Task[None]] = field(init=False, default_factory=list)
     # UID -> the generation a handler of this process last saw: the sweep nudges only what kopf never delivered.
     seen: dict[str, int] = field(init=False, default_factory=dict)
+    requeue: Requeue = field(init=False, default_factory=Requeue)
+    events: EventRecorder = field(init=False)
+    # UID -> failed StopDISyncInstance attempts of an object being deleted (for its backoff).
+    stop_attempts: dict[str, int] = field(init=False, default_factory=dict)
+    _locks: dict[str, tuple[asyncio.Lock, int]] = field(init=False, default_factory=dict)
+    # UID -> resourceVersion of our last write whose watch event has not arrived yet (see `is_stale`).
+    _written: dict[str, str] = field(init=False, default_factory=dict)
     kopf_settings: kopf.OperatorSettings = field(init=False, default_factory=kopf.OperatorSettings)
 
     def __post_init__(self) -> None:
         self.me = self.me or instance_identity(self.settings)
+        self.events = EventRecorder(self.me)
         s = self.settings
         self.backoff = Backoff(base=s.backoff_base, factor=s.backoff_factor, cap=s.backoff_cap)
         self._options = ClientOptions(
@@ -55,6 +67,50 @@ class Runtime:
             max_concurrency=s.max_concurrency,
             on_call=self.metrics.on_call,
         )
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, uid: str) -> AsyncIterator[None]:
+        """One reconcile at a time per object: kopf's event, a requeue and the sweep may all arrive together."""
+        lock, users = self._locks.get(uid) or (asyncio.Lock(), 0)
+        self._locks[uid] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[uid]
+            if users <= 1:
+                del self._locks[uid]  # nobody else waits: a Ready object keeps no lock
+            else:
+                self._locks[uid] = (lock, users - 1)
+
+    def wrote(self, uid: str, resource_version: str | None) -> None:
+        if resource_version:
+            self._written[uid] = resource_version
+
+    def is_stale(self, uid: str, resource_version: str | None) -> bool:
+        """Is this version older than one we wrote ourselves? Then it predates our own status (acting on it would
+        only fail the intent's precondition), and the event of our write is still to come.
+
+        Compares resourceVersions as numbers, which the API server's etcd storage makes them; anything else is
+        never called stale. Once an event at or past our write arrives, nothing older can follow on the watch.
+        """
+        known = self._written.get(uid)
+        if known is None or resource_version is None:
+            return False
+        try:
+            if int(resource_version) < int(known):
+                return True
+        except ValueError:
+            pass
+        del self._written[uid]
+        return False
+
+    def forget(self, uid: str) -> None:
+        """The object is gone: drop everything this process kept about it."""
+        self.seen.pop(uid, None)
+        self._written.pop(uid, None)
+        self.requeue.cancel(uid)
+        self.stop_attempts.pop(uid, None)
 
     def connected(self, info: kopf.ConnectionInfo) -> None:
         if self._kube is None:

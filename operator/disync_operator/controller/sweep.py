@@ -4,10 +4,9 @@ It lists the DISyncInstances page by page and, with bounded concurrency, every `
 - follows the live state of started ones (GetDISyncInstanceInfo) and retries terminal failures whose credentials
   changed (`Reconciler.observe`);
 and every `DISYNC_RESYNC_INTERVAL`:
-- nudges, with an annotation, any object whose current generation was never acted on and that no handler of this
-  process has seen: kopf only handles objects it hears about, and events can be missed around an operator start.
-  The nudge is a fresh event that kopf handles as a create; starting stays exactly-once (decide_start and the
-  intent's precondition), so a nudge too many costs one event.
+- reconciles any object whose current generation was never acted on and that no event has brought to this process:
+  kopf only handles objects it hears about, and events can be missed around an operator start. Starting stays
+  exactly-once (decide_start and the intent's precondition), so one visit too many costs nothing.
 
 A kopf timer would keep a task and a copy of the body per object (about half the operator's memory per CR, measured
 in bench/); a page of 500 at a time keeps memory flat however many objects there are.
@@ -18,18 +17,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-import kopf
-
-from disync_operator import types as t
-from disync_operator.controller.kube import KubeClient, KubeError
+from disync_operator.controller.kube import KubeError
 
 if TYPE_CHECKING:
     from disync_operator.controller.runtime import Runtime
 
 log = logging.getLogger(__name__)
-NUDGE = f"{t.GROUP}/resync"
 PARALLEL = 16
 
 
@@ -47,20 +42,10 @@ def needs_nudge(item: dict[str, Any], seen: dict[str, int], now: dt.datetime, mi
     return age >= min_age
 
 
-async def nudge(kube: KubeClient, item: dict[str, Any], now: dt.datetime) -> bool:
-    meta = item["metadata"]
-    try:
-        await kube.annotate(meta["namespace"], meta["name"], {NUDGE: now.isoformat(timespec="seconds")})
-    except KubeError as error:
-        log.warning("could not nudge %s/%s: %s", meta["namespace"], meta["name"], error)
-        return False
-    return True
-
-
 async def sweep_once(runtime: Runtime, *, observe: bool, nudge_min_age: float | None) -> tuple[int, int]:
     """One pass over every object: (objects observed, objects nudged). `nudge_min_age=None`: no nudging."""
     # Imported here: handlers imports this module to start the loop.
-    from disync_operator.controller.handlers import Reconciler
+    from disync_operator.controller.handlers import object_logger, reconcile
 
     kube = await runtime.kube()
     now = dt.datetime.now(dt.UTC)
@@ -70,21 +55,15 @@ async def sweep_once(runtime: Runtime, *, observe: bool, nudge_min_age: float | 
     async def visit(item: dict[str, Any]) -> None:
         nonlocal observed, nudged
         async with slots:
+            body, logger = object_logger(runtime, item)
             if nudge_min_age is not None and needs_nudge(item, runtime.seen, now, nudge_min_age):
-                nudged += await nudge(kube, item, now)
+                await reconcile(runtime, body, logger)
+                nudged += 1
                 return
             if not observe or item.get("metadata", {}).get("deletionTimestamp"):
                 return
-            body = kopf.Body(cast(kopf.RawBody, item))
-            logger = kopf.LocalObjectLogger(body=body, settings=runtime.kopf_settings)
-            try:
-                await Reconciler(runtime, body, logger).observe()
-                observed += 1
-            except kopf.TemporaryError as error:
-                logger.info("observation deferred: %s", error)
-            except Exception:
-                # One object's surprise must not stop the loop for all the others.
-                logger.exception("observation failed")
+            await reconcile(runtime, body, logger, observe=True)  # never raises: one object can't stop the loop
+            observed += 1
 
     targets: list[str | None] = list(runtime.settings.namespaces) or [None]
     for namespace in targets:
@@ -123,4 +102,4 @@ async def sweep_forever(runtime: Runtime) -> None:
         last_observe = now if observe else last_observe
         last_nudge = now if nudge_due else last_nudge
         if nudged:
-            log.warning("%d DISyncInstance(s) had never reached this operator; nudged them", nudged)
+            log.warning("%d DISyncInstance(s) had never reached this operator; reconciled them", nudged)

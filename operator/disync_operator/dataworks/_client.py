@@ -260,13 +260,16 @@ class DataWorksClient:
         action = req.action
         outcome = "success"
         elapsed = 0.0
+        called = True
         try:
             creds = await self._resolve_credentials(credentials)
             async with self._semaphore:
                 if self._bucket is not None:
                     await self._bucket.acquire()
                 if before_send is not None:
+                    called = False  # the caller called it off: not a DataWorks call, not in the metrics
                     await before_send()
+                    called = True
                 started = time.monotonic()
                 try:
                     status, headers, body = await self._send(action, req.to_query(), creds)
@@ -286,7 +289,8 @@ class DataWorksClient:
             outcome = type(exc).__name__
             raise
         finally:
-            self._report(action, outcome, elapsed)
+            if called:
+                self._report(action, outcome, elapsed)
 
     def _report(self, action: str, outcome: str, seconds: float) -> None:
         hook = self._options.on_call

@@ -1,0 +1,74 @@
+"""Kubernetes Events about DISyncInstances (`kubectl describe` shows them), posted off the reconcile path.
+
+kopf's own `kopf.event()` only works inside kopf's per-object tasks; our requeues and the sweep run outside them.
+One queue and one poster task serve all: a reconcile never waits for an Event, and a slow or failing API server
+costs Events (counted in the log), never a reconcile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from disync_operator.controller.kube import KubeClient, KubeError
+
+log = logging.getLogger(__name__)
+COMPONENT = "disync-operator"
+MAX_MESSAGE = 1024  # what the API server accepts for an Event's message
+MAX_QUEUED = 10_000
+
+
+def event_body(obj: Mapping[str, Any], type_: str, reason: str, message: str, instance: str) -> dict[str, Any]:
+    meta = obj.get("metadata", {})
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta.get('name')}.", "namespace": meta.get("namespace")},
+        "involvedObject": {
+            "apiVersion": obj.get("apiVersion"),
+            "kind": obj.get("kind"),
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:MAX_MESSAGE],
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "reportingInstance": instance[:128],
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+
+
+class EventRecorder:
+    def __init__(self, instance: str) -> None:
+        self._instance = instance
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(MAX_QUEUED)
+        self.dropped = 0
+
+    def record(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        try:
+            self._queue.put_nowait(event_body(obj, type_, reason, message, self._instance))
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def run(self, kube: KubeClient) -> None:
+        """Post queued Events, one at a time, until cancelled."""
+        while True:
+            body = await self._queue.get()
+            try:
+                await kube.create_event(body["metadata"]["namespace"], body)
+            except (KubeError, httpx.HTTPError) as error:
+                log.warning("event %s for %s not posted: %s", body["reason"], body["involvedObject"]["name"], error)
+            if self.dropped:
+                log.warning("%d event(s) dropped: the API server is not keeping up", self.dropped)
+                self.dropped = 0

@@ -1,0 +1,86 @@
+"""Come back to an object later: one timer task for every object, what controller-runtime calls RequeueAfter.
+
+A reconcile that has to wait (a backoff, a start intent's lease, a conflict) asks to be called again after a delay.
+The body it had is kept until then, and replaced whenever a newer event reconciles the object first (each reconcile
+schedules afresh, or cancels). Only objects that are waiting are kept: a Ready object costs nothing here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Fire = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+
+
+class Requeue:
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self._clock = clock
+        self._due: dict[str, tuple[float, dict[str, Any]]] = {}  # uid -> (when, body)
+        self._heap: list[tuple[float, str]] = []  # may hold superseded entries; `_due` is the truth
+        self._changed = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def __contains__(self, uid: str) -> bool:
+        return uid in self._due
+
+    def schedule(self, uid: str, body: dict[str, Any], delay: float) -> None:
+        """Reconcile `body` again after `delay` seconds (replacing any earlier request for this object)."""
+        when = self._now() + max(0.0, delay)
+        self._due[uid] = (when, body)
+        heapq.heappush(self._heap, (when, uid))
+        self._changed.set()
+
+    def cancel(self, uid: str) -> None:
+        self._due.pop(uid, None)  # its heap entry is skipped when it comes up
+
+    def pop_due(self) -> list[dict[str, Any]]:
+        """Bodies whose time has come (each once), earliest first."""
+        now = self._now()
+        bodies: list[dict[str, Any]] = []
+        while self._heap and self._heap[0][0] <= now:
+            when, uid = heapq.heappop(self._heap)
+            entry = self._due.get(uid)
+            if entry is not None and entry[0] == when:
+                del self._due[uid]
+                bodies.append(entry[1])
+        return bodies
+
+    def next_in(self) -> float | None:
+        """Seconds until the earliest live request, or None when nothing waits."""
+        while self._heap:
+            when, uid = self._heap[0]
+            entry = self._due.get(uid)
+            if entry is not None and entry[0] == when:
+                return max(0.0, when - self._now())
+            heapq.heappop(self._heap)  # superseded or cancelled
+        return None
+
+    async def run(self, fire: Fire) -> None:
+        """Call `fire(body)` for each request when it is due, each in its own task; runs until cancelled."""
+        while True:
+            for body in self.pop_due():
+                task = asyncio.create_task(fire(body))
+                self._running.add(task)
+                task.add_done_callback(self._done)
+            wait = self.next_in()
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=wait)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("requeued reconcile failed", exc_info=task.exception())
