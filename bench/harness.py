@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import ssl
 import subprocess
@@ -122,6 +123,25 @@ def rss_bytes(pid: int, key: str = "VmRSS") -> int:
     raise RuntimeError(f"{key} not in /proc/{pid}/status")
 
 
+class RequestMeter:
+    """Apiserver requests by verb and resource between start() and stop(), per CR: what each CR costs the apiserver
+    (the watch requests of the bench's own tracker included, which are a handful per run)."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.before: dict[str, float] = {}
+
+    async def start(self) -> RequestMeter:
+        self.before = await self.kube.request_counts()
+        return self
+
+    async def stop(self, per: int) -> dict[str, float]:
+        after = await self.kube.request_counts()
+        delta = {k: v - self.before.get(k, 0.0) for k, v in after.items()}
+        # Resource requests only: the non-resource ones are this meter's own scrapes and health checks.
+        return {k: round(v / max(1, per), 3) for k, v in sorted(delta.items()) if v >= 1 and not k.endswith(" ")}
+
+
 class CpuMeter:
     """CPU seconds each named process used between start() and stop(); the bench itself is included, because on
     2 cores its watch and creates compete with the apiserver and the operator."""
@@ -233,6 +253,22 @@ class Kube:
             json={"status": status},
             headers={"Content-Type": "application/merge-patch+json"},
         )
+
+    async def request_counts(self) -> dict[str, float]:
+        """The apiserver's own `apiserver_request_total`, summed by "VERB resource[/subresource]" (all codes)."""
+        async with self._slots:
+            response = await self.http.get("/metrics", headers={"Accept": "text/plain"})
+        response.raise_for_status()
+        counts: dict[str, float] = {}
+        for line in response.text.splitlines():
+            if not line.startswith("apiserver_request_total{"):
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.rindex("}")]))
+            key = f"{labels.get('verb', '?')} {labels.get('resource', '?')}"
+            if labels.get("subresource"):
+                key += f"/{labels['subresource']}"
+            counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+        return counts
 
     async def list(self, namespace: str) -> dict[str, Any]:
         return await self._request("GET", CR_PATH.format(ns=namespace))

@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.harness import (
     CpuMeter,
+    RequestMeter,
     Kube,
     Stack,
     Tracker,
@@ -137,6 +138,7 @@ async def p1_burst(stack: Stack, kube: Kube, n: int) -> dict[str, Any]:
     process = await _start_operator(stack.operator(namespace, "p1"))
     tracker = await Tracker(kube, namespace).start()
     meter = CpuMeter({**stack.pids(), "operator": operator_pid(process)}).start()
+    requests = await RequestMeter(kube).start()
     try:
         t0 = time.monotonic()
         await create_all(kube, namespace, bodies, stack.config.create_concurrency)
@@ -147,6 +149,7 @@ async def p1_burst(stack: Stack, kube: Kube, n: int) -> dict[str, Any]:
             "create_seconds": round(created, 3),
             "cpu_seconds": meter.stop(),
             "cr_watch_events": tracker.modified,
+            "apiserver_requests_per_cr": await requests.stop(n),
         }
         operator["starts"] = _starts(stack, {b["spec"]["fileId"] for b in bodies})
     finally:

@@ -349,7 +349,8 @@ def test_lifecycle_with_only_the_shipped_rbac(
     assert len(demo_emulator.starts(100)) == 2
     assert orders["metadata"]["finalizers"] == ["disync.dev/stop-instance"]
 
-    # Argo CD must not refresh on the operator's own bookkeeping: every annotation kopf wrote is ignored there.
+    # Argo CD must not refresh on the operator's own bookkeeping: it writes status and its finalizer, nothing else
+    # (no annotations), and Argo CD is told to ignore both.
     patch = yaml.safe_load((DEPLOY / "argocd" / "argocd-cm-patch.yaml").read_text())
     ignored = yaml.safe_load(patch["data"]["resource.customizations.ignoreResourceUpdates.disync.dev_DISyncInstance"])
     written = {
@@ -358,8 +359,14 @@ def test_lifecycle_with_only_the_shipped_rbac(
         for key in obj["metadata"].get("annotations", {})
         if key.startswith("disync.dev/")
     }
-    assert written
-    assert {f"/metadata/annotations/{k.replace('/', '~1')}" for k in written} <= set(ignored["jsonPointers"])
+    assert written == set()
+    assert set(ignored["jsonPointers"]) == {"/status", "/metadata/finalizers"}
+    # Only the real-time task with deletionPolicy Stop has a finalizer: the others have nothing to do at deletion.
+    assert {n: o["metadata"].get("finalizers") for n, o in objs.items()} == {
+        "orders-realtime": ["disync.dev/stop-instance"],
+        "users-realtime": None,
+        "warehouse-solution": None,
+    }
 
     # Delete: the real-time task is stopped and the finalizer released; Orphan and the solution are left alone.
     for name in EXAMPLE_NAMES:
@@ -368,9 +375,11 @@ def test_lifecycle_with_only_the_shipped_rbac(
     stops = demo_emulator.requests("StopDISyncInstance")
     assert [(s["params"]["FileId"], s["code"]) for s in stops] == [("100", "success")]
 
-    events = kubectl.get_json("events")["items"]
-    reasons = {(e["involvedObject"]["name"], e["reason"]) for e in events}
-    assert {("orders-realtime", "Started"), ("orders-realtime", "Stopped"), ("users-realtime", "Orphaned")} <= reasons
+    def reasons() -> set[tuple[str, str]]:
+        return {(e["involvedObject"]["name"], e["reason"]) for e in kubectl.get_json("events")["items"]}
+
+    expected = {("orders-realtime", "Started"), ("orders-realtime", "Stopped"), ("users-realtime", "Orphaned")}
+    wait_for(lambda: expected <= reasons(), timeout=30, what=f"events {expected}")
     # Events were only ever created (kopf never patches one): `create` alone sufficed, and nothing was refused.
     assert forbidden_lines(operator) == []
     assert operator.running

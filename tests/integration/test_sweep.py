@@ -64,7 +64,5 @@ def test_only_unseen_unhandled_generations_are_reconciled(
     }
     assert started == {"never-seen": 1, "queued": None, "handled": None, "gone": None}
     # The one DataWorks call: never-seen's start. Nothing else was started or observed.
-    assert [(r["action"], r["params"].get("FileId")) for r in emulator.requests()] == [
-        ("StartDISyncInstance", "100")
-    ]
+    assert [(r["action"], r["params"].get("FileId")) for r in emulator.requests()] == [("StartDISyncInstance", "100")]
     kubectl("patch", "dsi", "gone", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')

@@ -284,7 +284,22 @@ class Reconciler:
         except KubeError as error:
             if error.status != 404:  # already gone is what we wanted
                 raise
+        self.rt.finalized.add(uid)
         return None
+
+    def deleted(self, finalized: bool) -> None:
+        """The object is gone. Without our finalizer nothing was done at deletion: say so where a task is left."""
+        if finalized or t.FINALIZER in self.finalizers:
+            return  # finalize() had its say
+        spec, _ = self.spec()
+        started = self.status.started_generation is not None or self.status.pending_start is not None
+        if (
+            spec is not None
+            and spec.task_type is t.TaskType.DI_REALTIME
+            and spec.deletion_policy is t.DeletionPolicy.ORPHAN
+            and started
+        ):
+            self.event("Normal", "Orphaned", "deletionPolicy Orphan: the task is left as it is")
 
     async def stop(self, retry: int) -> float | None:
         """StopDISyncInstance if this object's task must stop; None when done, else seconds until the next try."""
@@ -392,7 +407,8 @@ def register(registry: kopf.OperatorRegistry) -> None:
     async def on_event(*, type: str | None, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
         runtime: Runtime = memo.runtime
         if type == "DELETED":
-            runtime.forget(body.metadata.uid or "")
+            finalized = runtime.forget(body.metadata.uid or "")
             runtime.metrics.set_ready(_key(body), None)
+            Reconciler(runtime, body, logger).deleted(finalized)
             return
         await reconcile(runtime, body, logger)

@@ -84,7 +84,9 @@ RUNNING_STATES = frozenset({"RUN"})
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+    """Milliseconds: leases and backoffs are measured in them (whole seconds would end a lease up to 1 s early)."""
+    at = dt.datetime.now(dt.UTC)
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 # --- backoff -----------------------------------------------------------------------------------------------------
@@ -192,7 +194,8 @@ def set_condition(
 ) -> list[Condition]:
     """Upsert one condition; lastTransitionTime moves only when status changes (metav1 convention)."""
     old = next((c for c in conditions if c.type == type_), None)
-    since = old.last_transition_time if old is not None and old.status == status else at
+    # metav1 Condition times are whole seconds.
+    since = old.last_transition_time if old is not None and old.status == status else at.replace(microsecond=0)
     new = Condition(
         type=type_,
         status=status,

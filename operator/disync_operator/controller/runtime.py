@@ -50,6 +50,8 @@ class Runtime:
     events: EventRecorder = field(init=False)
     # UID -> failed StopDISyncInstance attempts of an object being deleted (for its backoff).
     stop_attempts: dict[str, int] = field(init=False, default_factory=dict)
+    # UIDs whose deletion this process completed (finalizer released); dropped when their DELETED event comes.
+    finalized: set[str] = field(init=False, default_factory=set)
     _locks: dict[str, tuple[asyncio.Lock, int]] = field(init=False, default_factory=dict)
     # UID -> resourceVersion of our last write whose watch event has not arrived yet (see `is_stale`).
     _written: dict[str, str] = field(init=False, default_factory=dict)
@@ -105,12 +107,15 @@ class Runtime:
         del self._written[uid]
         return False
 
-    def forget(self, uid: str) -> None:
-        """The object is gone: drop everything this process kept about it."""
+    def forget(self, uid: str) -> bool:
+        """The object is gone: drop everything this process kept about it. True if this process finalized it."""
         self.seen.pop(uid, None)
         self._written.pop(uid, None)
         self.requeue.cancel(uid)
         self.stop_attempts.pop(uid, None)
+        finalized = uid in self.finalized
+        self.finalized.discard(uid)
+        return finalized
 
     def connected(self, info: kopf.ConnectionInfo) -> None:
         if self._kube is None:
