@@ -45,8 +45,8 @@ class Config:
     latency_ms: float = 50.0
     qps: float = 100.0
     max_concurrency: int = 32
-    # Long enough that no `observe` timer fires during a run: P1/P3 measure starts and resumes, not polling.
-    # The timer is still registered, so P2's memory includes kopf's per-object timer task.
+    # Long enough that the sweep's live-state reads don't run during a run: P1/P3 measure starts and restarts, not
+    # polling (the sweep itself still runs; its resync safety net keeps the default interval).
     observe_interval: float = 3600.0
     log_level: str = "WARNING"
     # How many CR creates the bench keeps in flight (HTTP/1.1 connections to the apiserver).

@@ -104,18 +104,18 @@ def markdown(results: dict[str, Any]) -> str:
         if "error" in p:
             lines += [f"failed: {p['error']}", ""]
         else:
-            last = f"{p['last_resume_seconds']:.2f} s" if p["last_resume_seconds"] is not None else "-"
+            last = f"{p['all_reconciled_seconds']:.2f} s" if p["all_reconciled_seconds"] is not None else "-"
             lines += [
-                "| CRs | starts | GetDISyncInstanceInfo | CR changes seen | live | last resume handled | idle |",
+                "| CRs | starts | GetDISyncInstanceInfo | CR changes seen | live | every CR reconciled | idle |",
                 "|---|---|---|---|---|---|---|",
                 f"| {p['n']:,} | {p['starts']} | {p['verifies']} | {p['cr_watch_events']} | {p['live_seconds']:.2f} s "
-                f"| {last} ({p['resumes_logged']:,} logged) | {p['idle_seconds']:.2f} s |",
+                f"| {last} ({p['event_reconciles']:,} reconciles) | {p['idle_seconds']:.2f} s |",
                 "",
-                "Times from the new process's spawn. *Last resume handled*: kopf's last `Resuming is processed` log "
-                f"line. *Idle*: the last DataWorks request, CR change or resume, confirmed by "
-                f"{p['quiet_window_seconds']:g} s without a request, a CR change or an operator log line (the quiet "
-                "window itself is not counted). The old operator's graceful stop took "
-                f"{p['old_operator_stop_seconds']:.1f} s.",
+                "Times from the new process's spawn. *Every CR reconciled*: when the operator's "
+                '`disync_reconciles_total{source="event"}` reached N (polled every 0.25 s). *Idle*: the last '
+                f"DataWorks request, CR change or reconcile, confirmed by {p['quiet_window_seconds']:g} s without a "
+                "request, a CR change, a reconcile or an operator log line (the quiet window itself is not counted). "
+                f"The old operator's graceful stop took {p['old_operator_stop_seconds']:.1f} s.",
                 "",
             ]
     if "P4" in s:

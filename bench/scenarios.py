@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
 import json
 import statistics
 import time
@@ -12,8 +10,8 @@ from typing import Any
 
 from bench.harness import (
     CpuMeter,
-    RequestMeter,
     Kube,
+    RequestMeter,
     Stack,
     Tracker,
     cr_body,
@@ -199,14 +197,12 @@ async def p2_memory(
     return {"readings": readings}, process, namespace, all_bodies
 
 
-def _kopf_log_times(process: OperatorProcess, message_prefix: str) -> list[float]:
-    """Unix times of the operator's JSON log lines whose message starts with `message_prefix`."""
-    times = []
-    for record in process.log_records():
-        if str(record.get("message", "")).startswith(message_prefix) and record.get("timestamp"):
-            with contextlib.suppress(ValueError):
-                times.append(dt.datetime.fromisoformat(str(record["timestamp"])).timestamp())
-    return times
+def _event_reconciles(process: OperatorProcess) -> float:
+    """The operator's own count of reconciles brought by watch events (disync_reconciles_total{source="event"})."""
+    for line in process.metrics().splitlines():
+        if line.startswith('disync_reconciles_total{source="event"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 async def p3_restart(
@@ -220,37 +216,39 @@ async def p3_restart(
     stop_seconds = time.monotonic() - stop_started
     await asyncio.to_thread(emulator.clear_requests)
     tracker = await Tracker(kube, namespace).start()
-    # INFO, for kopf's per-object "Resuming is processed" lines: the only outward sign that a resume was handled
-    # when (as it should) the handler changes nothing.
-    process = stack.operator(namespace, "p3", DISYNC_LOG_LEVEL="INFO")
+    process = stack.operator(namespace, "p3")
     meter: CpuMeter | None = None
     try:
-        spawn_wall, spawn = time.time(), time.monotonic()
+        spawn = time.monotonic()
         process.start(timeout=60, wait=False)
         meter = CpuMeter({**stack.pids(), "operator": operator_pid(process)}).start()
         live = await asyncio.to_thread(_wait_live, process)
         live_seconds = time.monotonic() - spawn
-        # Idle: no DataWorks request, no CR change and no log line (at INFO every resume logs) for `quiet` seconds.
-        last_request = last_log = spawn
+        # Every CR reaches the new process as one event of kopf's initial listing; when the operator's own count of
+        # event reconciles reaches N, each has been looked at. Idle: no DataWorks request, no CR change, no
+        # reconcile and no log line for `quiet` seconds.
+        last_request = last_log = last_reconcile = spawn
+        all_reconciled: float | None = None
         seen = logged = 0
+        reconciles = 0.0
         while True:
             count = sum(sum(v.values()) for v in (await asyncio.to_thread(emulator.counters)).values())
             size = process.log_path.stat().st_size if process.log_path and process.log_path.exists() else 0
+            done = await asyncio.to_thread(_event_reconciles, process)
             now = time.monotonic()
             if count != seen:
                 seen, last_request = count, now
             if size != logged:
                 logged, last_log = size, now
-            last_activity = max(last_request, last_log, tracker.last_change, spawn + live_seconds)
+            if done != reconciles:
+                reconciles, last_reconcile = done, now
+                if all_reconciled is None and done >= len(bodies):
+                    all_reconciled = now - spawn
+            last_activity = max(last_request, last_log, last_reconcile, tracker.last_change, spawn + live_seconds)
             if now - last_activity >= quiet:
                 break
             await asyncio.sleep(0.25)
         cpu = meter.stop()
-        resumed = _kopf_log_times(process, "Resuming is processed")
-        last_resume = max(resumed) - spawn_wall if resumed else None
-        if last_resume is not None:
-            # The log's own timestamp is more precise than the poll that saw the file grow.
-            last_activity = max(last_request, tracker.last_change, spawn + live_seconds, spawn + last_resume)
         counters = await asyncio.to_thread(emulator.counters)
         return {
             "n": len(bodies),
@@ -258,8 +256,8 @@ async def p3_restart(
             "live_seconds": round(live_seconds if live else float("nan"), 3),
             "idle_seconds": round(last_activity - spawn, 3),
             "quiet_window_seconds": quiet,
-            "resumes_logged": len(resumed),
-            "last_resume_seconds": round(last_resume, 3) if last_resume is not None else None,
+            "event_reconciles": int(reconciles),
+            "all_reconciled_seconds": round(all_reconciled, 3) if all_reconciled is not None else None,
             "emulator_calls": counters,
             "starts": sum(counters.get("StartDISyncInstance", {}).values()),
             "verifies": sum(counters.get("GetDISyncInstanceInfo", {}).values()),

@@ -40,7 +40,7 @@ def test_small_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert "ratio" in sections["P1"]
     assert [r["crs"] for r in sections["P2"]["readings"]] == [0, 50]
     assert all("rss_bytes" in r for r in sections["P2"]["readings"])
-    assert {"starts", "verifies", "idle_seconds", "last_resume_seconds"} <= sections["P3"].keys()
+    assert {"starts", "verifies", "idle_seconds", "all_reconciled_seconds"} <= sections["P3"].keys()
     assert {"p50_ms", "p95_ms", "p99_ms"} <= sections["P4"].keys()
     assert set(data["targets"]) == {"P1", "P2", "P3", "P4"}
 

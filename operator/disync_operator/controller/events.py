@@ -1,7 +1,7 @@
 """Kubernetes Events about DISyncInstances (`kubectl describe` shows them), posted off the reconcile path.
 
 kopf's own `kopf.event()` only works inside kopf's per-object tasks; our requeues and the sweep run outside them.
-One queue and one poster task serve all: a reconcile never waits for an Event, and a slow or failing API server
+One queue and a few poster tasks serve all: a reconcile never waits for an Event, and a slow or failing API server
 costs Events (counted in the log), never a reconcile.
 """
 
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 COMPONENT = "disync-operator"
 MAX_MESSAGE = 1024  # what the API server accepts for an Event's message
 MAX_QUEUED = 10_000
+POSTERS = 4  # a few in flight: under load one would fall behind a burst of CRs
 
 
 def event_body(obj: Mapping[str, Any], type_: str, reason: str, message: str, instance: str) -> dict[str, Any]:
@@ -62,7 +63,10 @@ class EventRecorder:
             self.dropped += 1
 
     async def run(self, kube: KubeClient) -> None:
-        """Post queued Events, one at a time, until cancelled."""
+        """Post queued Events until cancelled."""
+        await asyncio.gather(*(self._post(kube) for _ in range(POSTERS)))
+
+    async def _post(self, kube: KubeClient) -> None:
         while True:
             body = await self._queue.get()
             try:

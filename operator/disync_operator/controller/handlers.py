@@ -337,11 +337,17 @@ class Reconciler:
 
 
 async def reconcile(
-    rt: Runtime, body: kopf.Body, logger: kopf.Logger | logging.LoggerAdapter[Any], *, observe: bool = False
+    rt: Runtime,
+    body: kopf.Body,
+    logger: kopf.Logger | logging.LoggerAdapter[Any],
+    *,
+    source: str,
+    observe: bool = False,
 ) -> None:
-    """Reconcile one object, alone, and arrange the next look if it has to wait. `observe`: the sweep's visit,
-    which follows the live state (and leaves any requeue of the object as it is)."""
+    """Reconcile one object, alone, and arrange the next look if it has to wait. `source` says what brought it (for
+    the metrics); `observe`: the sweep's visit, which follows the live state (and leaves any requeue as it is)."""
     uid = body.metadata.uid or ""
+    rt.metrics.reconciles.labels(source).inc()
     async with rt.exclusive(uid):
         if rt.is_stale(uid, body.metadata.get("resourceVersion")):
             return  # our own later write is on its way as an event; it is the one to act on
@@ -390,7 +396,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
         runtime.kopf_settings = settings
 
         async def requeued(raw: dict[str, Any]) -> None:
-            await reconcile(runtime, *object_logger(runtime, raw))
+            await reconcile(runtime, *object_logger(runtime, raw), source="requeue")
 
         async def post_events() -> None:
             await runtime.events.run(await runtime.kube())
@@ -411,4 +417,4 @@ def register(registry: kopf.OperatorRegistry) -> None:
             runtime.metrics.set_ready(_key(body), None)
             Reconciler(runtime, body, logger).deleted(finalized)
             return
-        await reconcile(runtime, body, logger)
+        await reconcile(runtime, body, logger, source="event")

@@ -27,6 +27,12 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.reconciles = Counter(
+            "disync_reconciles",
+            "Reconciles by what brought them: a watch event, a requeue (backoff, lease), or the sweep",
+            ["source"],
+            registry=self.registry,
+        )
         self.instances = Gauge(
             "disync_instances", "DISyncInstances by their Ready condition", ["ready"], registry=self.registry
         )

@@ -57,12 +57,13 @@ async def sweep_once(runtime: Runtime, *, observe: bool, nudge_min_age: float | 
         async with slots:
             body, logger = object_logger(runtime, item)
             if nudge_min_age is not None and needs_nudge(item, runtime.seen, now, nudge_min_age):
-                await reconcile(runtime, body, logger)
+                await reconcile(runtime, body, logger, source="sweep")
                 nudged += 1
                 return
             if not observe or item.get("metadata", {}).get("deletionTimestamp"):
                 return
-            await reconcile(runtime, body, logger, observe=True)  # never raises: one object can't stop the loop
+            # reconcile() never raises: one object's surprise can't stop the loop for the others.
+            await reconcile(runtime, body, logger, source="sweep", observe=True)
             observed += 1
 
     targets: list[str | None] = list(runtime.settings.namespaces) or [None]
