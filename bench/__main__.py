@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--observe-interval",
         type=float,
         default=3600.0,
-        help="operator DISYNC_OBSERVE_INTERVAL (default long: no timer fires; 0 unregisters the timer)",
+        help="operator DISYNC_OBSERVE_INTERVAL (default long: the sweep reads no live state; 0 disables it)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and latest.md go")
     parser.add_argument(

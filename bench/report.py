@@ -64,8 +64,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"**Conditions:** emulator latency {c['emulator_latency_ms']:.0f} ms per call; operator DISYNC_QPS="
         f"{c['qps']:g}, DISYNC_MAX_CONCURRENCY={c['max_concurrency']}, DISYNC_LOG_FORMAT=json, "
-        f"DISYNC_LOG_LEVEL={c['log_level']} (INFO for P3), DISYNC_OBSERVE_INTERVAL={c['observe_interval']:g} s "
-        "(long, so no timer fires during a run; the timer is still registered). CRs are created by the bench over "
+        f"DISYNC_LOG_LEVEL={c['log_level']}, DISYNC_OBSERVE_INTERVAL={c['observe_interval']:g} s "
+        "(long, so the sweep reads no live state during a run). CRs are created by the bench over "
         f"httpx with {c['create_concurrency']} in flight; Ready is detected client-side by a watch.",
         "",
     ]
@@ -87,6 +87,15 @@ def markdown(results: dict[str, Any]) -> str:
                 "per CR.",
                 "",
             ]
+            per_cr = p["operator"].get("apiserver_requests_per_cr")
+            if per_cr:
+                lines += [
+                    "API-server requests per CR during the operator's run (its own `apiserver_request_total`, "
+                    "the bench's creates included): "
+                    + ", ".join(f"{k} {v:g}" for k, v in per_cr.items() if v >= 0.01)
+                    + ". Events are posted off the reconcile path, so some land after the last CR is Ready.",
+                    "",
+                ]
     if "P2" in s:
         lines += [f"## {TITLES['P2']}", ""]
         p = s["P2"]

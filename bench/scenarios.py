@@ -208,7 +208,7 @@ def _event_reconciles(process: OperatorProcess) -> float:
 async def p3_restart(
     stack: Stack, kube: Kube, old: OperatorProcess, namespace: str, bodies: list[dict[str, Any]], quiet: float
 ) -> dict[str, Any]:
-    """Restart with every CR Ready: API calls made, CR writes made, and time until resumed and idle."""
+    """Restart with every CR Ready: API calls made, CR writes made, and time until every CR is reconciled and idle."""
     assert stack.emulator is not None
     emulator = stack.emulator
     stop_started = time.monotonic()
