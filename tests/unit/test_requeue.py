@@ -1,0 +1,90 @@
+"""The requeue timer and the stale-event rule: pure logic, on a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+from disync_operator.controller.requeue import Requeue
+from disync_operator.controller.runtime import Runtime
+from disync_operator.controller.settings import OperatorSettings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def body(uid: str, rv: str = "1") -> dict[str, object]:
+    return {"metadata": {"uid": uid, "resourceVersion": rv}}
+
+
+def test_due_bodies_come_out_once_in_time_order() -> None:
+    clock = Clock()
+    requeue = Requeue(clock)
+    requeue.schedule("b", body("b"), 2.0)
+    requeue.schedule("a", body("a"), 1.0)
+    assert requeue.pop_due() == []
+    assert requeue.next_in() == 1.0
+    clock.now += 2.5
+    assert [b["metadata"]["uid"] for b in requeue.pop_due()] == ["a", "b"]  # type: ignore[index]
+    assert requeue.pop_due() == []
+    assert len(requeue) == 0
+    assert requeue.next_in() is None
+
+
+def test_a_later_schedule_replaces_the_earlier_one_with_its_body() -> None:
+    clock = Clock()
+    requeue = Requeue(clock)
+    requeue.schedule("a", body("a", "1"), 1.0)
+    requeue.schedule("a", body("a", "7"), 5.0)  # a newer event reconciled it and asked again
+    clock.now += 1.5
+    assert requeue.pop_due() == []
+    assert requeue.next_in() == 3.5
+    clock.now += 4
+    assert requeue.pop_due() == [body("a", "7")]
+
+
+def test_cancel_drops_the_request() -> None:
+    clock = Clock()
+    requeue = Requeue(clock)
+    requeue.schedule("a", body("a"), 1.0)
+    requeue.cancel("a")
+    assert "a" not in requeue
+    clock.now += 2
+    assert requeue.pop_due() == []
+    assert requeue.next_in() is None
+
+
+async def test_run_fires_each_due_body() -> None:
+    requeue = Requeue()
+    fired: list[object] = []
+    done = asyncio.Event()
+
+    async def fire(raw: dict[str, object]) -> None:
+        fired.append(raw["metadata"])
+        if len(fired) == 2:
+            done.set()
+
+    runner = asyncio.create_task(requeue.run(fire))
+    requeue.schedule("a", body("a"), 0.01)
+    requeue.schedule("b", body("b"), 0.0)
+    await asyncio.wait_for(done.wait(), timeout=5)
+    runner.cancel()
+    assert [m["uid"] for m in fired] == ["b", "a"]  # type: ignore[index]
+
+
+def test_events_older_than_our_own_write_are_stale_until_it_arrives() -> None:
+    runtime = Runtime(OperatorSettings(endpoint="http://dataworks.test", metrics_port=0, liveness_port=0))
+    assert not runtime.is_stale("u", "5")  # nothing written: nothing is stale
+    runtime.wrote("u", "10")
+    assert runtime.is_stale("u", "7")  # still in flight on the watch: our write at 10 is the one to act on
+    assert not runtime.is_stale("u", "10")  # our write's own event
+    assert not runtime.is_stale("u", "8")  # once it arrived, the record is gone (a relist may go anywhere)
+    runtime.wrote("u", "12")
+    assert not runtime.is_stale("u", "opaque")  # non-numeric versions are never called stale
+    runtime.wrote("u", "20")
+    runtime.forget("u")
+    assert not runtime.is_stale("u", "3")
