@@ -287,19 +287,25 @@ class Reconciler:
         self.rt.finalized.add(uid)
         return None
 
+    @property
+    def started_by_us(self) -> bool:
+        return self.status.started_generation is not None or self.status.pending_start is not None
+
+    def orphaned(self) -> None:
+        self.event("Normal", "Orphaned", "deletionPolicy Orphan: the task is left as it is")
+
     def deleted(self, finalized: bool) -> None:
         """The object is gone. Without our finalizer nothing was done at deletion: say so where a task is left."""
         if finalized or t.FINALIZER in self.finalizers:
             return  # finalize() had its say
         spec, _ = self.spec()
-        started = self.status.started_generation is not None or self.status.pending_start is not None
         if (
             spec is not None
             and spec.task_type is t.TaskType.DI_REALTIME
             and spec.deletion_policy is t.DeletionPolicy.ORPHAN
-            and started
+            and self.started_by_us
         ):
-            self.event("Normal", "Orphaned", "deletionPolicy Orphan: the task is left as it is")
+            self.orphaned()
 
     async def stop(self, retry: int) -> float | None:
         """StopDISyncInstance if this object's task must stop; None when done, else seconds until the next try."""
@@ -307,12 +313,12 @@ class Reconciler:
         if spec is None:
             return None
         if spec.deletion_policy is t.DeletionPolicy.ORPHAN:
-            self.event("Normal", "Orphaned", "deletionPolicy Orphan: the task is left as it is")
+            self.orphaned()
             return None
         if spec.task_type is not t.TaskType.DI_REALTIME:
             return None  # only real-time tasks can be stopped
-        if self.status.started_generation is None and self.status.pending_start is None:
-            return None  # never started by us
+        if not self.started_by_us:
+            return None
         try:
             creds = await self.credentials(spec)
             response = await self.rt.dataworks(spec.region).stop_instance(
