@@ -1,20 +1,24 @@
-"""Shared fixtures: a real control plane (session), a fresh namespace per test, a kubectl bound to both.
+"""Shared fixtures: a real control plane (session) with the CRD, a fresh namespace per test, a kubectl bound to both,
+and operator processes watching that namespace.
 
 The control plane starts only when a test asks for it, so unit tests run without it.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from disync_operator.devstack.controlplane import ControlPlane, build_binaries, service_account_user
 from disync_operator.devstack.kubectl import Kubectl
+from disync_operator.devstack.processes import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[1]
+CRD = REPO / "deploy" / "crds" / "disyncinstances.yaml"
 
 # Identities the deployment tests need as static tokens (as a real cluster would hand a ServiceAccount a token).
 OPERATOR_SA = ("disync-system", "disync-operator")
@@ -51,6 +55,35 @@ def namespace(admin_kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterato
 @pytest.fixture
 def kubectl(admin_kubectl: Kubectl, namespace: str) -> Kubectl:
     return admin_kubectl.bound(namespace)
+
+
+@pytest.fixture(scope="session")
+def crd(admin_kubectl: Kubectl) -> None:
+    admin_kubectl("apply", "--server-side", "-f", str(CRD))
+    admin_kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/disyncinstances.disync.dev")
+
+
+@pytest.fixture
+def launch_operator(
+    crd: None, control_plane: ControlPlane, namespace: str
+) -> Iterator[Callable[[str, dict[str, str]], OperatorProcess]]:
+    """`launch(endpoint, env)` starts an operator process watching the test's namespace (each suite's
+    `start_operator` picks the emulator and the settings). All are SIGKILLed at teardown: no test needs a clean
+    shutdown after its assertions, and a graceful one costs seconds each."""
+    started: list[OperatorProcess] = []
+
+    def launch(endpoint: str, env: dict[str, str]) -> OperatorProcess:
+        process = OperatorProcess(
+            kubeconfig=control_plane.kubeconfig,
+            endpoint=endpoint,
+            env={"DISYNC_NAMESPACES": json.dumps([namespace]), **env},
+        )
+        started.append(process)
+        return process.start(timeout=60)
+
+    yield launch
+    for process in started:
+        process.kill()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,19 +1,14 @@
-"""Fixtures for end-to-end tests: the CRD installed, an emulator, and the operator as a real process."""
+"""Fixtures for end-to-end tests: an emulator, and the operator as a real process with fast test settings."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from disync_operator.devstack.controlplane import ControlPlane
-from disync_operator.devstack.kubectl import Kubectl
 from disync_operator.devstack.processes import EmulatorProcess, OperatorProcess
 
-REPO = Path(__file__).resolve().parents[2]
-CRD = REPO / "deploy" / "crds" / "disyncinstances.yaml"
 EMULATOR_CONFIG = Path(__file__).parent / "data" / "emulator.yaml"
 
 # Fast policy for tests: short backoff, frequent observation, a short lease on foreign start intents.
@@ -30,12 +25,6 @@ FAST = {
 }
 
 
-@pytest.fixture(scope="session")
-def crd(admin_kubectl: Kubectl) -> None:
-    admin_kubectl("apply", "--server-side", "-f", str(CRD))
-    admin_kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/disyncinstances.disync.dev")
-
-
 @pytest.fixture
 def emulator() -> Iterator[EmulatorProcess]:
     process = EmulatorProcess(config=EMULATOR_CONFIG).start()
@@ -45,22 +34,12 @@ def emulator() -> Iterator[EmulatorProcess]:
 
 @pytest.fixture
 def start_operator(
-    crd: None, control_plane: ControlPlane, emulator: EmulatorProcess, namespace: str
-) -> Iterator[Callable[..., OperatorProcess]]:
-    started: list[OperatorProcess] = []
+    launch_operator: Callable[[str, dict[str, str]], OperatorProcess], emulator: EmulatorProcess
+) -> Callable[..., OperatorProcess]:
+    def start(env: dict[str, str] | None = None) -> OperatorProcess:
+        return launch_operator(emulator.url, {**FAST, **(env or {})})
 
-    def start(env: dict[str, str] | None = None, kubeconfig: Path | None = None) -> OperatorProcess:
-        process = OperatorProcess(
-            kubeconfig=kubeconfig or control_plane.kubeconfig,
-            endpoint=emulator.url,
-            env={**FAST, "DISYNC_NAMESPACES": json.dumps([namespace]), **(env or {})},
-        )
-        started.append(process)
-        return process.start()
-
-    yield start
-    for process in started:
-        process.stop()
+    return start
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from disync_operator.devstack.processes import (
 from disync_operator.devstack.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-CRD = REPO / "deploy" / "crds" / "disyncinstances.yaml"
 RESULTS = REPO / "bench" / "results" / "reliability.json"
 
 PROJECT = 10000
