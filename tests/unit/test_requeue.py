@@ -76,15 +76,20 @@ async def test_run_fires_each_due_body() -> None:
     assert [m["uid"] for m in fired] == ["b", "a"]  # type: ignore[index]
 
 
-def test_events_older_than_our_own_write_are_stale_until_it_arrives() -> None:
+def test_events_up_to_our_own_settled_write_are_already_handled() -> None:
     runtime = Runtime(OperatorSettings(endpoint="http://dataworks.test", metrics_port=0, liveness_port=0))
-    assert not runtime.is_stale("u", "5")  # nothing written: nothing is stale
-    runtime.wrote("u", "10")
-    assert runtime.is_stale("u", "7")  # still in flight on the watch: our write at 10 is the one to act on
-    assert not runtime.is_stale("u", "10")  # our write's own event
-    assert not runtime.is_stale("u", "8")  # once it arrived, the record is gone (a relist may go anywhere)
-    runtime.wrote("u", "12")
-    assert not runtime.is_stale("u", "opaque")  # non-numeric versions are never called stale
-    runtime.wrote("u", "20")
+    assert not runtime.already_handled("u", "5")  # nothing written: nothing is handled
+    runtime.wrote("u", "10", settled=True)
+    assert runtime.already_handled("u", "7")  # still in flight on the watch: our write at 10 is the one to act on
+    assert runtime.already_handled("u", "10")  # our write's own event: the reconcile that made it already acted
+    assert not runtime.already_handled("u", "8")  # once it arrived, the record is gone (a relist may go anywhere)
+    runtime.wrote("u", "12", settled=False)
+    assert runtime.already_handled("u", "11")
+    assert not runtime.already_handled("u", "12")  # that reconcile failed part-way: its own event is a new look
+    runtime.wrote("u", "13", settled=True)
+    assert not runtime.already_handled("u", "14")  # someone else's change after ours
+    runtime.wrote("u", "15", settled=True)
+    assert not runtime.already_handled("u", "opaque")  # non-numeric versions are never called older
+    runtime.wrote("u", "20", settled=True)
     runtime.forget("u")
-    assert not runtime.is_stale("u", "3")
+    assert not runtime.already_handled("u", "3")

@@ -115,7 +115,6 @@ class Reconciler:
 
     async def reconcile(self) -> float | None:
         """Bring the object where its spec says; returns when to look again (seconds), or None."""
-        self.rt.seen[self.body.metadata.uid or ""] = self.generation
         if self.body.metadata.get("deletionTimestamp"):
             return await self.finalize()
         return await self.start()
@@ -355,16 +354,23 @@ async def reconcile(
     uid = body.metadata.uid or ""
     rt.metrics.reconciles.labels(source).inc()
     async with rt.exclusive(uid):
-        if rt.is_stale(uid, body.metadata.get("resourceVersion")):
-            return  # our own later write is on its way as an event; it is the one to act on
+        if rt.already_handled(uid, body.metadata.get("resourceVersion")):
+            return
         reconciler = Reconciler(rt, body, logger)
+        settled = False
         try:
             delay = await (reconciler.observe() if observe else reconciler.reconcile())
+            settled = True
         except Conflict:
             # The object changed since this body was read; its newer version is on its way as an event and will be
             # reconciled then. The requeue is the safety net should that event be lost.
             delay = 1.0
-        except (KubeError, CredentialsUnavailable) as error:
+        except KubeError as error:
+            # Gone (404): its DELETED event ends its handling; anything else is worth another look.
+            delay = None if error.status == 404 else min(60.0, rt.backoff.cap)
+            if delay is not None:
+                logger.warning("reconcile failed, retrying in %.0fs: %s", delay, error)
+        except CredentialsUnavailable as error:
             delay = min(60.0, rt.backoff.cap)
             logger.warning("reconcile failed, retrying in %.0fs: %s", delay, error)
         except Exception:
@@ -372,7 +378,7 @@ async def reconcile(
             delay = min(60.0, rt.backoff.cap)
             logger.exception("reconcile failed unexpectedly, retrying in %.0fs", delay)
         if reconciler.latest is not None:
-            rt.wrote(uid, reconciler.resource_version)
+            rt.wrote(uid, reconciler.resource_version, settled=settled)
         if delay is None:
             if not observe:
                 rt.requeue.cancel(uid)
@@ -402,11 +408,16 @@ def register(registry: kopf.OperatorRegistry) -> None:
         runtime.kopf_settings = settings
 
         async def requeued(raw: dict[str, Any]) -> None:
-            await reconcile(runtime, *object_logger(runtime, raw), source="requeue")
+            runtime.work.add(raw.get("metadata", {}).get("uid", ""), raw, "requeue")
+
+        async def work(raw: dict[str, Any], source: str) -> None:
+            await reconcile(runtime, *object_logger(runtime, raw), source=source)
 
         async def post_events() -> None:
             await runtime.events.run(await runtime.kube())
 
+        workers = runtime.work.run(runtime.settings.workers, work)
+        runtime.background.append(asyncio.create_task(workers, name="disync-workers"))
         runtime.background.append(asyncio.create_task(runtime.requeue.run(requeued), name="disync-requeue"))
         runtime.background.append(asyncio.create_task(post_events(), name="disync-events"))
         runtime.background.append(asyncio.create_task(sweep_forever(runtime), name="disync-sweep"))
@@ -418,9 +429,13 @@ def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.event(*RESOURCE, id="reconcile", registry=registry)
     async def on_event(*, type: str | None, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
         runtime: Runtime = memo.runtime
+        uid = body.metadata.uid or ""
         if type == "DELETED":
-            finalized = runtime.forget(body.metadata.uid or "")
-            runtime.metrics.set_ready(_key(body), None)
-            Reconciler(runtime, body, logger).deleted(finalized)
+            async with runtime.exclusive(uid):  # after a reconcile of it still in flight, so nothing of it is left
+                finalized = runtime.forget(uid)
+                runtime.metrics.set_ready(_key(body), None)
+                Reconciler(runtime, body, logger).deleted(finalized)
             return
-        await reconcile(runtime, body, logger, source="event")
+        runtime.seen[uid] = int(body.metadata.get("generation") or 0)
+        # Queued, not reconciled here: see workqueue.py.
+        runtime.work.add(uid, dict(body), "event")

@@ -26,7 +26,6 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     s.watching.client_timeout = (settings.watch_server_timeout or 600) + 30
     s.watching.connect_timeout = 10
     s.networking.request_timeout = 60
-    s.queueing.worker_limit = settings.worker_limit
     s.scanning.disabled = True  # no cluster-wide CRD/namespace scans: less RBAC, less memory
     s.peering.standalone = settings.peering is None
     if settings.peering is not None:

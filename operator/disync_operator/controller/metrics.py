@@ -33,6 +33,9 @@ class Metrics:
             ["source"],
             registry=self.registry,
         )
+        self.queued = Gauge(
+            "disync_workqueue_depth", "Objects waiting in the work queue for a reconcile", registry=self.registry
+        )
         self.instances = Gauge(
             "disync_instances", "DISyncInstances by their Ready condition", ["ready"], registry=self.registry
         )

@@ -17,6 +17,7 @@ from disync_operator.controller.metrics import Metrics
 from disync_operator.controller.policy import Backoff
 from disync_operator.controller.requeue import Requeue
 from disync_operator.controller.settings import OperatorSettings
+from disync_operator.controller.workqueue import WorkQueue, older
 from disync_operator.dataworks import (
     ClientOptions,
     CredentialsProvider,
@@ -53,13 +54,16 @@ class Runtime:
     # UIDs whose deletion this process completed (finalizer released); dropped when their DELETED event comes.
     finalized: set[str] = field(init=False, default_factory=set)
     _locks: dict[str, tuple[asyncio.Lock, int]] = field(init=False, default_factory=dict)
-    # UID -> resourceVersion of our last write whose watch event has not arrived yet (see `is_stale`).
-    _written: dict[str, str] = field(init=False, default_factory=dict)
+    # UID -> our last write whose watch event has not arrived yet (see `already_handled`).
+    _written: dict[str, tuple[str, bool]] = field(init=False, default_factory=dict)
+    # Objects waiting for a reconcile (every watch event and requeue goes through it).
+    work: WorkQueue = field(init=False, default_factory=WorkQueue)
     kopf_settings: kopf.OperatorSettings = field(init=False, default_factory=kopf.OperatorSettings)
 
     def __post_init__(self) -> None:
         self.me = self.me or instance_identity(self.settings)
         self.events = EventRecorder(self.me)
+        self.metrics.queued.set_function(lambda: len(self.work))
         s = self.settings
         self.backoff = Backoff(base=s.backoff_base, factor=s.backoff_factor, cap=s.backoff_cap)
         self._options = ClientOptions(
@@ -85,33 +89,34 @@ class Runtime:
             else:
                 self._locks[uid] = (lock, users - 1)
 
-    def wrote(self, uid: str, resource_version: str | None) -> None:
+    def wrote(self, uid: str, resource_version: str | None, *, settled: bool) -> None:
+        """Our write left the object at `resource_version`; `settled`: the reconcile that made it ran to its end."""
         if resource_version:
-            self._written[uid] = resource_version
+            self._written[uid] = (resource_version, settled)
 
-    def is_stale(self, uid: str, resource_version: str | None) -> bool:
-        """Is this version older than one we wrote ourselves? Then it predates our own status (acting on it would
-        only fail the intent's precondition), and the event of our write is still to come.
-
-        Compares resourceVersions as numbers, which the API server's etcd storage makes them; anything else is
-        never called stale. Once an event at or past our write arrives, nothing older can follow on the watch.
+    def already_handled(self, uid: str, resource_version: str | None) -> bool:
+        """Has this process already acted on this version of the object?
+        - older than our own last write: it predates our status (acting on it would only fail the intent's
+          precondition), and the event of our write is still to come;
+        - our write's own event, if the reconcile that made it ran to its end: it left the object as it wanted, or
+          asked for a requeue (which keeps that body). After a failure it is reconciled again at once.
+        Once an event at or past our write arrives, nothing older can follow on the watch: the record goes.
         """
         known = self._written.get(uid)
         if known is None or resource_version is None:
             return False
-        try:
-            if int(resource_version) < int(known):
-                return True
-        except ValueError:
-            pass
+        written, settled = known
+        if older(resource_version, written):
+            return True
         del self._written[uid]
-        return False
+        return settled and resource_version == written
 
     def forget(self, uid: str) -> bool:
         """The object is gone: drop everything this process kept about it. True if this process finalized it."""
         self.seen.pop(uid, None)
         self._written.pop(uid, None)
         self.requeue.cancel(uid)
+        self.work.discard(uid)
         self.stop_attempts.pop(uid, None)
         finalized = uid in self.finalized
         self.finalized.discard(uid)

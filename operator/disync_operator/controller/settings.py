@@ -45,7 +45,9 @@ class OperatorSettings(BaseSettings):
     metrics_port: int = Field(default=9090, ge=0, le=65535)
     log_format: Literal["json", "plain"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    worker_limit: int | None = Field(default=None, ge=1)
+    # Reconciles in flight at once (the rest wait in the work queue, a trimmed body each); enough to keep the
+    # DataWorks concurrency cap busy while others write status.
+    workers: int = Field(default=64, ge=1, le=1024)
     watch_server_timeout: int | None = Field(default=600, ge=1)
     instance_id: str | None = Field(
         default=None, description="Identity in start intents; default POD_NAME/hostname+pid"
