@@ -45,11 +45,21 @@ lint: venv
 crd: venv
 	@$(VENV)/bin/disync-operator crd > deploy/crds/disyncinstances.yaml
 
-bench: venv controlplane
-	@$(PY) -m bench $(BENCH_ARGS)
+# The operator under measurement runs from a virtualenv with its runtime dependencies only, as in the image.
+RUNTIME_VENV := .venv-runtime
+RUNTIME_STAMP := $(RUNTIME_VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+$(RUNTIME_STAMP): pyproject.toml
+	@test -x $(RUNTIME_VENV)/bin/python || $(PYTHON) -m venv $(RUNTIME_VENV)
+	@echo "[setup] installing disync-operator and its runtime dependencies only into $(RUNTIME_VENV)"
+	@$(RUNTIME_VENV)/bin/python -m pip install -q --disable-pip-version-check -e .
+	@rm -f $(RUNTIME_VENV)/.installed-* && touch $@
+
+bench: venv controlplane $(RUNTIME_STAMP)
+	@$(PY) -m bench --operator-python $(RUNTIME_VENV)/bin/python $(BENCH_ARGS)
 
 chaos: venv controlplane
 	@$(PY) -m pytest -q -m slow tests $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RUNTIME_VENV) build dist .pytest_cache .mypy_cache .ruff_cache

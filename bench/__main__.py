@@ -37,6 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=3600.0,
         help="operator DISYNC_OBSERVE_INTERVAL (default long: the sweep reads no live state; 0 disables it)",
     )
+    parser.add_argument(
+        "--operator-python",
+        default=None,
+        help="interpreter to run the operator with (make bench: a virtualenv with only its runtime dependencies)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and latest.md go")
     parser.add_argument(
         "--merge",
@@ -122,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         qps=args.qps,
         max_concurrency=args.max_concurrency,
         observe_interval=args.observe_interval,
+        operator_python=args.operator_python,
     )
     tasks = 0
     if "P1" in args.sections:
@@ -142,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             "observe_interval": config.observe_interval,
             "log_level": config.log_level,
             "create_concurrency": config.create_concurrency,
+            "operator_dependencies": "runtime only" if config.operator_python else "runtime + test",
             "n1": args.n1,
             "n2": args.n2,
             "rate": args.rate,

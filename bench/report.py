@@ -66,7 +66,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"{c['qps']:g}, DISYNC_MAX_CONCURRENCY={c['max_concurrency']}, DISYNC_LOG_FORMAT=json, "
         f"DISYNC_LOG_LEVEL={c['log_level']}, DISYNC_OBSERVE_INTERVAL={c['observe_interval']:g} s "
         "(long, so the sweep reads no live state during a run). CRs are created by the bench over "
-        f"httpx with {c['create_concurrency']} in flight; Ready is detected client-side by a watch.",
+        f"httpx with {c['create_concurrency']} in flight; Ready is detected client-side by a watch. The operator "
+        f"runs from a virtualenv with {c.get('operator_dependencies', 'runtime + test')} dependencies"
+        f"{' (as in the image)' if c.get('operator_dependencies') == 'runtime only' else ''}.",
         "",
     ]
     if "P1" in s:

@@ -4,13 +4,17 @@ kopf calls the event handler at once for every event, one task per object. In a 
 of them waiting for the DataWorks rate limit, that meant thousands of reconciles in flight, each holding its body,
 models and frames. bench/ P2 measured this as most of the operator's memory, and pymalloc kept it afterwards as
 fragmented arenas. So the handler only queues the object and returns. An object is queued at most once, however many
-events it gets (the newest body wins), and `workers` reconciles run at a time. What waits is one trimmed body per
-object.
+events it gets (the newest body wins), and `workers` reconciles run at a time.
+
+What waits is one body per object, trimmed and kept as compact JSON: about a fifth of the parsed body's memory, in
+one block that goes back to the allocator whole (parsed bodies are thousands of small objects, which pymalloc keeps
+as fragmented arenas after a burst; bench/ P2 measured 25 MiB less at 10,000 CRs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,9 +43,14 @@ def trimmed(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
+def _packed(body: dict[str, Any]) -> bytes:
+    return json.dumps(trimmed(body), separators=(",", ":")).encode()
+
+
 class WorkQueue:
     def __init__(self) -> None:
-        self._waiting: dict[str, tuple[dict[str, Any], str]] = {}  # uid -> (newest body, what brought it)
+        # uid -> (resourceVersion, newest body as JSON, what brought it)
+        self._waiting: dict[str, tuple[str | None, bytes, str]] = {}
         self._order: asyncio.Queue[str] = asyncio.Queue()  # may hold uids no longer waiting; `_waiting` is the truth
 
     def __len__(self) -> int:
@@ -53,13 +62,12 @@ class WorkQueue:
     def add(self, uid: str, body: dict[str, Any], source: str) -> None:
         """Queue the object for a reconcile; if it is already waiting, keep its place and the newer body."""
         known = self._waiting.get(uid)
-        if known is None:
-            self._waiting[uid] = (trimmed(body), source)
-            self._order.put_nowait(uid)
-            return
         version = (body.get("metadata") or {}).get("resourceVersion")
-        if not older(version, (known[0].get("metadata") or {}).get("resourceVersion")):
-            self._waiting[uid] = (trimmed(body), source)
+        if known is None:
+            self._waiting[uid] = (version, _packed(body), source)
+            self._order.put_nowait(uid)
+        elif not older(version, known[0]):
+            self._waiting[uid] = (version, _packed(body), source)
 
     def discard(self, uid: str) -> None:
         self._waiting.pop(uid, None)
@@ -73,8 +81,9 @@ class WorkQueue:
                 entry = self._waiting.pop(uid, None)
                 if entry is None:
                     continue  # discarded, or already taken under an earlier place in the line
+                _, packed, source = entry
                 try:
-                    await work(*entry)
+                    await work(json.loads(packed), source)
                 except Exception:
                     log.exception("reconcile of %s failed unexpectedly", uid)
 

@@ -26,8 +26,8 @@ DEMO_ACCESS_KEY_ID = "LTAIdemoAccessKeyId"
 DEMO_ACCESS_KEY_SECRET = "demo-secret-not-real"
 
 
-def _python_module(*args: str) -> list[str]:
-    return [sys.executable, "-m", "disync_operator", *args]
+def _python_module(*args: str, python: str | None = None) -> list[str]:
+    return [python or sys.executable, "-m", "disync_operator", *args]
 
 
 @dataclass
@@ -117,6 +117,7 @@ class OperatorProcess:
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
     stream: bool = False  # True: logs go to our own stdout (the dev stack), not to a file
+    python: str | None = None  # the interpreter to run it with (bench/: a runtime-only virtualenv); default ours
     liveness_port: int = field(init=False, default=0)
     metrics_port: int = field(init=False, default=0)
     _proc: subprocess.Popen[bytes] | None = field(init=False, default=None)
@@ -138,7 +139,11 @@ class OperatorProcess:
         with self.log_path.open("ab") as log:
             output = None if self.stream else log
             self._proc = subprocess.Popen(
-                _python_module("run"), stdout=output, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
+                _python_module("run", python=self.python),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=_die_with_parent,
             )
         if wait:
             wait_for(self.healthy, timeout=timeout, what=f"the operator to be live\n{self.log_tail()}")
