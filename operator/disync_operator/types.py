@@ -23,6 +23,9 @@ PLURAL = "disyncinstances"
 SINGULAR = "disyncinstance"
 SHORT_NAMES = ["dsi"]
 FINALIZER = f"{GROUP}/stop-instance"
+# The start intent, written on the object itself (with our finalizer, in one write) before StartDISyncInstance is
+# sent; the status records which intent its outcome answers (`answeredIntent`).
+START_INTENT = f"{GROUP}/start-intent"
 
 DESCRIPTION = "A DataWorks real-time synchronization task or synchronization solution, kept started."
 
@@ -263,6 +266,7 @@ class PendingStart(_Model):
     generation: int = Field(ge=0, description="Generation being started.")
     since: dt.datetime = Field(description="When the call was about to be made.")
     owner: str = Field(max_length=253, description="Operator process that made the call.")
+    id: str | None = Field(default=None, max_length=64, description="This intent's identity (random).")
     answered: bool = Field(
         default=False,
         description=(
@@ -307,7 +311,12 @@ class DISyncInstanceStatus(_Model):
     credentials_version: str | None = Field(
         default=None, max_length=512, description="Version of the credentials used last (never their value)."
     )
-    pending_start: PendingStart | None = Field(default=None, description="A start in flight (see the README).")
+    pending_start: PendingStart | None = Field(
+        default=None, description="A start whose outcome is unknown: verified before any new start (see the README)."
+    )
+    answered_intent: str | None = Field(
+        default=None, max_length=64, description="Id of the last start intent whose outcome this status records."
+    )
     last_start_time: dt.datetime | None = Field(default=None, description="When the last successful start was made.")
     attempts: int = Field(default=0, ge=0, description="Start attempts for the current generation.")
     next_retry_time: dt.datetime | None = Field(default=None, description="When the next attempt is due, if retrying.")

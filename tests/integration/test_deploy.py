@@ -349,8 +349,8 @@ def test_lifecycle_with_only_the_shipped_rbac(
     assert len(demo_emulator.starts(100)) == 2
     assert orders["metadata"]["finalizers"] == ["disync.dev/stop-instance"]
 
-    # Argo CD must not refresh on the operator's own bookkeeping: it writes status and its finalizer, nothing else
-    # (no annotations), and Argo CD is told to ignore both.
+    # Argo CD must not refresh on the operator's own bookkeeping: it writes status, its finalizer and its start
+    # intent annotation, nothing else, and Argo CD is told to ignore all three.
     patch = yaml.safe_load((DEPLOY / "argocd" / "argocd-cm-patch.yaml").read_text())
     ignored = yaml.safe_load(patch["data"]["resource.customizations.ignoreResourceUpdates.disync.dev_DISyncInstance"])
     written = {
@@ -359,8 +359,12 @@ def test_lifecycle_with_only_the_shipped_rbac(
         for key in obj["metadata"].get("annotations", {})
         if key.startswith("disync.dev/")
     }
-    assert written == set()
-    assert set(ignored["jsonPointers"]) == {"/status", "/metadata/finalizers"}
+    assert written == {"disync.dev/start-intent"}
+    assert set(ignored["jsonPointers"]) == {
+        "/status",
+        "/metadata/finalizers",
+        "/metadata/annotations/disync.dev~1start-intent",
+    }
     # Only the real-time task with deletionPolicy Stop has a finalizer: the others have nothing to do at deletion.
     assert {n: o["metadata"].get("finalizers") for n, o in objs.items()} == {
         "orders-realtime": ["disync.dev/stop-instance"],

@@ -35,6 +35,10 @@ def test_create_reaches_ready_with_exactly_one_start(
     assert status["startedGeneration"] == obj["metadata"]["generation"] == status["observedGeneration"]
     assert status["attempts"] == 1
     assert "pendingStart" not in status
+    # The intent was written on the object before the call (with the finalizer, in one write); status answers it.
+    intent = json.loads(obj["metadata"]["annotations"]["disync.dev/start-intent"])
+    assert (intent["generation"], status["answeredIntent"]) == (1, intent["id"])
+    assert obj["metadata"]["finalizers"] == ["disync.dev/stop-instance"]
     assert condition(obj, "Synced")["status"] == "True"
     # The live state is followed: the emulator reports WAIT then RUN, and the condition says Running.
     wait_for(
@@ -171,7 +175,7 @@ def test_killed_between_call_and_status_write_starts_once(
     kubectl.apply(dsi("crashy", file_id=104))
     # The intent is recorded before the call; the call then takes 1.5 s: kill the operator inside that window.
     wait_for(
-        lambda: kubectl.get_json("dsi", "crashy").get("status", {}).get("pendingStart"),
+        lambda: kubectl.get_json("dsi", "crashy")["metadata"].get("annotations", {}).get("disync.dev/start-intent"),
         timeout=30,
         what="the start intent",
     )

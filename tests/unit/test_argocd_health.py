@@ -253,10 +253,15 @@ def test_argocd_cm_patch_embeds_exactly_the_script() -> None:
 
 
 def test_ignore_resource_updates_covers_what_the_operator_writes() -> None:
-    """The operator writes status and its finalizer, nothing else (test_deploy checks that on a real run)."""
+    """The operator writes status, its finalizer and its start intent, nothing else (test_deploy checks that on a
+    real run)."""
     patch = yaml.safe_load((ARGOCD / "argocd-cm-patch.yaml").read_text())
     rules = yaml.safe_load(patch["data"][IGNORE_KEY])
-    assert rules["jsonPointers"] == ["/status", "/metadata/finalizers"]
+    assert rules["jsonPointers"] == [
+        "/status",
+        "/metadata/finalizers",
+        "/metadata/annotations/disync.dev~1start-intent",
+    ]
 
 
 def test_application_points_at_deploy() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 
 import pytest
@@ -190,21 +191,46 @@ def test_transition_time_moves_only_when_status_changes() -> None:
     assert flipped[0].reason == "Started"
 
 
-def test_intent_records_generation_owner_and_counts_attempts() -> None:
-    patch = policy.intent(status(), 1, "op-a", T0)
-    assert patch["pendingStart"] == {
-        "generation": 1,
-        "since": "2026-11-28T12:00:00Z",
-        "owner": "op-a",
-        "answered": False,
-    }
-    assert patch["attempts"] == 1
-    assert patch["observedGeneration"] == 1
-    assert {c["type"]: c["reason"] for c in patch["conditions"]} == {"Ready": "Starting", "Synced": "Starting"}
-    again = policy.intent(status(attempts=1, observedGeneration=1), 1, "op-a", T0)
-    assert again["attempts"] == 2
-    new_generation = policy.intent(status(attempts=5, observedGeneration=1), 2, "op-a", T0)
-    assert new_generation["attempts"] == 1
+def test_a_new_intent_is_unique_and_counts_an_attempt() -> None:
+    first, second = policy.new_intent(1, "op-a", T0), policy.new_intent(1, "op-a", T0)
+    assert first.id != second.id
+    assert (first.generation, first.owner, first.since) == (1, "op-a", T0)
+    assert policy.claimed(status(), 1, first).attempts == 1
+    assert policy.claimed(status(attempts=1, observedGeneration=1), 1, first).attempts == 2
+    moved_on = policy.claimed(status(attempts=5, observedGeneration=1, nextRetryTime=T0), 2, first)
+    assert (moved_on.attempts, moved_on.observed_generation, moved_on.next_retry_time) == (1, 2, None)
+    assert moved_on.pending_start == first
+
+
+def test_an_intent_on_the_object_is_pending_until_a_status_answers_it() -> None:
+    claim = policy.new_intent(1, "op-a", T0)
+    decide = functools.partial(
+        policy.decide_start, generation=1, credentials_version="v1", lease_seconds=30, at=T0 + dt.timedelta(seconds=5)
+    )
+    # No answer yet: the call may be in flight (lease), then it is verified; never started again blindly.
+    assert decide(status=status(), claim=claim).action is Action.WAIT
+    assert decide(status=status(), claim=claim, at=T0 + dt.timedelta(seconds=31)).action is Action.VERIFY
+    # Answered: the status says what became of it.
+    assert decide(status=status(answeredIntent=claim.id), claim=claim).action is Action.START
+    kept = status(answeredIntent=claim.id, pendingStart=claim.model_copy(update={"answered": True}))
+    assert decide(status=kept, claim=claim).action is Action.VERIFY
+    # An intent without an id (or an older generation's) does not hold a new start.
+    assert decide(status=status(), claim=claim.model_copy(update={"id": None})).action is Action.START
+    assert decide(status=status(), claim=claim, generation=2).action is Action.START
+
+
+def test_the_answer_to_an_intent_carries_what_the_intent_used_to_write() -> None:
+    claim = policy.new_intent(2, "op-a", T0)
+    before = policy.claimed(status(attempts=1, observedGeneration=2), 2, claim)
+    response = ActionResponse(request_id="REQ-1", success=True, data=ActionData(status="success", message=None))
+    done = policy.answer(policy.started(before, 2, response, "v1", T0), before, claim)
+    assert (done["answeredIntent"], done["pendingStart"], done["attempts"]) == (claim.id, None, 2)
+    # An answer that leaves the outcome unknown (no HTTP answer) keeps the intent pending, now in status.
+    lost = TransportError("read timeout", request_may_have_been_sent=True)
+    unknown = policy.answer(policy.retry_scheduled(before, 2, lost, 1.0, T0, keep_pending=True), before, claim)
+    assert unknown["pendingStart"]["id"] == claim.id
+    assert unknown["pendingStart"]["answered"] is False
+    assert unknown["observedGeneration"] == 2
 
 
 def test_started_clears_the_intent_and_reports_the_api_answer() -> None:

@@ -82,13 +82,16 @@ class Reconciler:
         self.status = parse_status(body)
         self.resource_version = body.metadata.get("resourceVersion")
         self.latest: dict[str, Any] | None = None  # the object as our last write left it
+        # A start intent whose outcome the next status write records (see policy.answer).
+        self.answering: t.PendingStart | None = None
 
-    async def write(self, patch: policy.StatusPatch, *, precondition: bool = False) -> None:
+    async def write(self, patch: policy.StatusPatch) -> None:
         kube = await self.rt.kube()
-        rv = self.resource_version if precondition else None
-        updated = await kube.patch_status(self.namespace, self.name, patch, resource_version=rv)
-        self.latest = updated
-        self.resource_version = updated.get("metadata", {}).get("resourceVersion")
+        if self.answering is not None:
+            patch = policy.answer(patch, self.status, self.answering)
+            self.answering = None
+        updated = await kube.patch_status(self.namespace, self.name, patch)
+        self.wrote(updated)
         self.status = t.DISyncInstanceStatus.model_validate(updated.get("status") or {})
         ready = self.status.condition(policy.READY)
         self.rt.metrics.set_ready(_key(self.body), ready.status if ready else "Unknown")
@@ -136,12 +139,14 @@ class Reconciler:
             self.event("Warning", policy.Reason.CREDENTIALS_UNAVAILABLE, str(error))
             return None
 
+        claim = self.intent_on_object()
         decision = policy.decide_start(
             generation=self.generation,
             status=self.status,
             credentials_version=creds.version,
             lease_seconds=self.rt.settings.start_lease_seconds,
             at=at,
+            claim=claim,
         )
         self.logger.debug("start decision: %s %s", decision.action, decision.why)
         if decision.action is policy.Action.NOTHING:
@@ -150,6 +155,11 @@ class Reconciler:
             return max(0.1, decision.wait_seconds)
 
         client = self.rt.dataworks(spec.region)
+        if claim is not None and policy.unanswered(self.status, claim) is claim:
+            # An intent on the object that no status write has answered (its process stopped before it could):
+            # what is written next records its outcome.
+            self.status = self.status.model_copy(update={"pending_start": claim})
+            self.answering = claim
         if decision.action is policy.Action.VERIFY:
             try:
                 info = await client.get_instance_info(_info_request(spec), credentials=creds.provider)
@@ -165,10 +175,6 @@ class Reconciler:
                 self.logger.info("generation %s was already started (live state %s)", self.generation, info.data.status)
                 return None
 
-        if policy.needs_finalizer(spec) and t.FINALIZER not in self.finalizers:
-            # Before the start: once the task may run, deleting the object must stop it.
-            await self.set_finalizers([*self.finalizers, t.FINALIZER])
-
         request = StartDISyncInstanceRequest(
             project_id=spec.project_id,
             task_type=_api_task_type(spec),
@@ -178,8 +184,15 @@ class Reconciler:
 
         async def record_intent() -> None:
             # Runs when the client's rate limit lets the call go: `since` is the send time, so the lease that other
-            # processes respect covers the call's flight, not its time in the queue.
-            await self.write(policy.intent(self.status, self.generation, self.rt.me, policy.now()), precondition=True)
+            # processes respect covers the call's flight, not its time in the queue. One metadata write carries the
+            # intent and, where deletion must stop the task, our finalizer (before the task may run).
+            intent = policy.new_intent(self.generation, self.rt.me, policy.now())
+            finalizers = None
+            if policy.needs_finalizer(spec) and t.FINALIZER not in self.finalizers:
+                finalizers = [*self.finalizers, t.FINALIZER]
+            await self.patch_metadata(finalizers=finalizers, annotations={t.START_INTENT: intent.model_dump_json()})
+            self.status = policy.claimed(self.status, self.generation, intent)
+            self.answering = intent
 
         try:
             response = await client.start_instance(request, credentials=creds.provider, before_send=record_intent)
@@ -259,13 +272,34 @@ class Reconciler:
     def finalizers(self) -> list[str]:
         return list(self.body.metadata.get("finalizers") or [])
 
-    async def set_finalizers(self, finalizers: list[str]) -> None:
+    def intent_on_object(self) -> t.PendingStart | None:
+        raw = (self.body.metadata.get("annotations") or {}).get(t.START_INTENT)
+        if not raw:
+            return None
+        try:
+            return t.PendingStart.model_validate_json(raw)
+        except ValidationError:
+            self.logger.warning("ignoring an unreadable %s annotation", t.START_INTENT)
+            return None
+
+    async def patch_metadata(
+        self, *, finalizers: list[str] | None = None, annotations: dict[str, str] | None = None
+    ) -> None:
         kube = await self.rt.kube()
-        updated = await kube.set_finalizers(
-            self.namespace, self.name, finalizers, resource_version=self.resource_version
+        updated = await kube.patch_metadata(
+            self.namespace,
+            self.name,
+            resource_version=self.resource_version,
+            finalizers=finalizers,
+            annotations=annotations,
         )
+        self.wrote(updated)
+
+    def wrote(self, updated: dict[str, Any]) -> None:
         self.latest = updated
         self.resource_version = updated.get("metadata", {}).get("resourceVersion")
+        # At once, not when the reconcile ends: a body queued meanwhile is stale from now on (Runtime.already_handled).
+        self.rt.wrote(self.body.metadata.uid or "", self.resource_version, settled=False)
 
     async def finalize(self) -> float | None:
         """Deletion: stop what we started, then let the object go. Returns when to try again if the stop failed."""
@@ -279,7 +313,7 @@ class Reconciler:
             return delay
         self.rt.stop_attempts.pop(uid, None)
         try:
-            await self.set_finalizers([f for f in self.finalizers if f != t.FINALIZER])
+            await self.patch_metadata(finalizers=[f for f in self.finalizers if f != t.FINALIZER])
         except KubeError as error:
             if error.status != 404:  # already gone is what we wanted
                 raise
@@ -288,7 +322,10 @@ class Reconciler:
 
     @property
     def started_by_us(self) -> bool:
-        return self.status.started_generation is not None or self.status.pending_start is not None
+        # A start whose outcome is unknown counts: its intent unanswered (sent, then a crash), or kept pending.
+        return self.status.started_generation is not None or (
+            policy.unanswered(self.status, self.intent_on_object()) is not None
+        )
 
     def orphaned(self) -> None:
         self.event("Normal", "Orphaned", "deletionPolicy Orphan: the task is left as it is")
@@ -354,7 +391,7 @@ async def reconcile(
     uid = body.metadata.uid or ""
     rt.metrics.reconciles.labels(source).inc()
     async with rt.exclusive(uid):
-        if rt.already_handled(uid, body.metadata.get("resourceVersion")):
+        if rt.already_handled(uid, body.metadata.get("resourceVersion"), echo=False):
             return
         reconciler = Reconciler(rt, body, logger)
         settled = False
@@ -377,8 +414,8 @@ async def reconcile(
             # A bug must not end the object's handling for good: log it, and come back later.
             delay = min(60.0, rt.backoff.cap)
             logger.exception("reconcile failed unexpectedly, retrying in %.0fs", delay)
-        if reconciler.latest is not None:
-            rt.wrote(uid, reconciler.resource_version, settled=settled)
+        if reconciler.latest is not None and settled:
+            rt.wrote(uid, reconciler.resource_version, settled=True)
         if delay is None:
             if not observe:
                 rt.requeue.cancel(uid)
@@ -437,5 +474,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
                 Reconciler(runtime, body, logger).deleted(finalized)
             return
         runtime.seen[uid] = int(body.metadata.get("generation") or 0)
+        if runtime.already_handled(uid, body.metadata.get("resourceVersion"), echo=True):
+            return
         # Queued, not reconciled here: see workqueue.py.
         runtime.work.add(uid, dict(body), "event")

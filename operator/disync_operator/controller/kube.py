@@ -1,7 +1,8 @@
 """The few Kubernetes calls the operator makes itself, async on httpx, with kopf's own login.
 
-kopf watches the CRs and delivers their events; every write is ours: status (the start intent *before* DataWorks
-is called, then the outcome), our finalizer, and reading a Secret in the CR's namespace. The `kubernetes` package
+kopf watches the CRs and delivers their events; every write is ours: metadata (the start intent annotation *before*
+DataWorks is called, with our finalizer, in one write), status (the outcome), and reading a Secret in the CR's
+namespace. The `kubernetes` package
 would do this on a blocking thread pool and cost tens of MiB per process; these few requests don't need it.
 """
 
@@ -129,10 +130,21 @@ class KubeClient:
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         await self._request("POST", f"/api/v1/namespaces/{namespace}/events", json=event, params=TRUSTED)
 
-    async def set_finalizers(
-        self, namespace: str, name: str, finalizers: list[str], *, resource_version: str | None
+    async def patch_metadata(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None,
+        finalizers: list[str] | None = None,
+        annotations: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Replace metadata.finalizers; with the resourceVersion precondition, so another's finalizer is never lost."""
+        """Replace metadata.finalizers and/or set annotations, in one write; with the resourceVersion precondition,
+        so another's finalizer is never lost and two processes can't both claim a start."""
         path = f"/apis/{t.GROUP}/{t.VERSION}/namespaces/{namespace}/{t.PLURAL}/{name}"
-        body = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
-        return await self._request("PATCH", path, json=body, params=TRUSTED, headers=MERGE_PATCH)
+        metadata: dict[str, Any] = {"resourceVersion": resource_version}
+        if finalizers is not None:
+            metadata["finalizers"] = finalizers
+        if annotations is not None:
+            metadata["annotations"] = annotations
+        return await self._request("PATCH", path, json={"metadata": metadata}, params=TRUSTED, headers=MERGE_PATCH)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -49,7 +50,6 @@ class Reason(StrEnum):
     RUNNING = "Running"
     STARTED = "Started"
     # Ready=False or Unknown, transient
-    STARTING = "Starting"
     RETRY_SCHEDULED = "RetryScheduled"
     CLOCK_SKEW = "ClockSkew"
     DELETING = "Deleting"
@@ -129,6 +129,39 @@ class StartDecision:
     why: str = ""
 
 
+def unanswered(status: DISyncInstanceStatus, claim: PendingStart | None) -> PendingStart | None:
+    """The start whose outcome is unknown, if any: the intent on the object (`claim`) until a status write answers
+    it, else what the status keeps (an answer that left the outcome unknown)."""
+    if claim is not None and claim.id is not None and claim.id != status.answered_intent:
+        return claim
+    return status.pending_start
+
+
+def claimed(status: DISyncInstanceStatus, generation: int, claim: PendingStart) -> DISyncInstanceStatus:
+    """The status as the outcome of `claim`'s call is computed from: one more attempt, the claim pending."""
+    attempts = status.attempts + 1 if status.observed_generation == generation else 1
+    return status.model_copy(
+        update={
+            "pending_start": claim,
+            "observed_generation": generation,
+            "attempts": attempts,
+            "next_retry_time": None,
+        }
+    )
+
+
+def answer(patch: StatusPatch, status: DISyncInstanceStatus, claim: PendingStart) -> StatusPatch:
+    """Make a status patch record that it answers `claim` (the intent on the object). The intent itself went with
+    the finalizer in one metadata write, so what the intent used to put in status comes with the answer: the
+    attempt count, and the claim as still pending unless the patch says otherwise."""
+    answered = dict(patch)
+    answered["answeredIntent"] = claim.id
+    answered.setdefault("pendingStart", claim.model_dump(mode="json", by_alias=True))
+    answered.setdefault("attempts", status.attempts)
+    answered.setdefault("observedGeneration", status.observed_generation)
+    return answered
+
+
 def decide_start(
     *,
     generation: int,
@@ -136,7 +169,9 @@ def decide_start(
     credentials_version: str,
     lease_seconds: float,
     at: dt.datetime,
+    claim: PendingStart | None = None,
 ) -> StartDecision:
+    """`claim`: the start intent on the object, if any."""
     if status.started_generation == generation:
         return StartDecision(Action.NOTHING, why=f"generation {generation} already started")
     if status.failed_generation == generation and status.credentials_version == credentials_version:
@@ -148,7 +183,7 @@ def decide_start(
         return StartDecision(
             Action.WAIT, wait_seconds=(retry_at - at).total_seconds(), why=f"backing off until {retry_at.isoformat()}"
         )
-    pending = status.pending_start
+    pending = unanswered(status, claim)
     if pending is not None and pending.generation == generation:
         # The intent is written when the request is sent. Until the lease has passed, that request may still be
         # in flight, or executing server-side after a client timeout, whoever sent it (this process or another):
@@ -266,29 +301,8 @@ def start_may_have_happened(error: DataWorksError) -> bool:
     return True
 
 
-def intent(status: DISyncInstanceStatus, generation: int, me: str, at: dt.datetime) -> StatusPatch:
-    attempts = status.attempts + 1 if status.observed_generation == generation else 1
-    updated = status.model_copy(
-        update={
-            "pending_start": PendingStart(generation=generation, since=at, owner=me),
-            "observed_generation": generation,
-            "attempts": attempts,
-            "next_retry_time": None,
-        }
-    )
-    if status.observed_generation != generation or status.condition(READY) is None:
-        updated = updated.model_copy(
-            update={
-                "conditions": with_conditions(
-                    status,
-                    generation,
-                    at,
-                    ("False", Reason.STARTING, f"starting generation {generation}"),
-                    ("Unknown", Reason.STARTING, "calling StartDISyncInstance"),
-                )
-            }
-        )
-    return _dump(updated, "pending_start", "observed_generation", "attempts", "next_retry_time", "conditions")
+def new_intent(generation: int, me: str, at: dt.datetime) -> PendingStart:
+    return PendingStart(generation=generation, since=at, owner=me, id=secrets.token_hex(8))
 
 
 def started(

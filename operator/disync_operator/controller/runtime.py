@@ -54,7 +54,7 @@ class Runtime:
     # UIDs whose deletion this process completed (finalizer released); dropped when their DELETED event comes.
     finalized: set[str] = field(init=False, default_factory=set)
     _locks: dict[str, tuple[asyncio.Lock, int]] = field(init=False, default_factory=dict)
-    # UID -> our last write whose watch event has not arrived yet (see `already_handled`).
+    # UID -> our last write to the object (see `already_handled`).
     _written: dict[str, tuple[str, bool]] = field(init=False, default_factory=dict)
     # Objects waiting for a reconcile (every watch event and requeue goes through it).
     work: WorkQueue = field(init=False, default_factory=WorkQueue)
@@ -94,13 +94,15 @@ class Runtime:
         if resource_version:
             self._written[uid] = (resource_version, settled)
 
-    def already_handled(self, uid: str, resource_version: str | None) -> bool:
+    def already_handled(self, uid: str, resource_version: str | None, *, echo: bool) -> bool:
         """Has this process already acted on this version of the object?
         - older than our own last write: it predates our status (acting on it would only fail the intent's
           precondition), and the event of our write is still to come;
-        - our write's own event, if the reconcile that made it ran to its end: it left the object as it wanted, or
-          asked for a requeue (which keeps that body). After a failure it is reconciled again at once.
-        Once an event at or past our write arrives, nothing older can follow on the watch: the record goes.
+        - with `echo` (a watch event, before it is queued): our write's own event, if the reconcile that made it ran
+          to its end. It left the object as it wanted, or asked for a requeue, which keeps that body and is never
+          skipped. After a failure the object is reconciled again at once.
+        The record stays until the object is gone: a body queued before our write may reach a worker after the
+        write's own event (the work queue does not keep the watch's order), and must still be known as stale.
         """
         known = self._written.get(uid)
         if known is None or resource_version is None:
@@ -108,8 +110,7 @@ class Runtime:
         written, settled = known
         if older(resource_version, written):
             return True
-        del self._written[uid]
-        return settled and resource_version == written
+        return echo and settled and resource_version == written
 
     def forget(self, uid: str) -> bool:
         """The object is gone: drop everything this process kept about it. True if this process finalized it."""
