@@ -64,7 +64,7 @@ async def test_run_fires_each_due_body() -> None:
     fired: list[object] = []
     done = asyncio.Event()
 
-    async def fire(raw: dict[str, object]) -> None:
+    def fire(raw: dict[str, object]) -> None:
         fired.append(raw["metadata"])
         if len(fired) == 2:
             done.set()

@@ -12,7 +12,7 @@ def body(uid: str, rv: str, **extra: Any) -> dict[str, Any]:
     return {"metadata": {"uid": uid, "resourceVersion": rv, **extra}}
 
 
-def test_an_object_waits_once_with_its_newest_body() -> None:
+async def test_an_object_waits_once_with_its_newest_body() -> None:
     queue = WorkQueue()
     queue.add("a", body("a", "5"), "event")
     queue.add("b", body("b", "6"), "event")
@@ -22,6 +22,18 @@ def test_an_object_waits_once_with_its_newest_body() -> None:
     queue.discard("b")
     assert "b" not in queue
     assert "a" in queue
+    served: list[tuple[str, str]] = []
+    done = asyncio.Event()
+
+    async def work(raw: dict[str, Any], source: str) -> None:
+        served.append((raw["metadata"]["resourceVersion"], source))
+        done.set()
+
+    runner = asyncio.create_task(queue.run(1, work))
+    await asyncio.wait_for(done.wait(), timeout=5)
+    runner.cancel()
+    assert served == [("9", "requeue")]  # once, and with the newest body
+    assert len(queue) == 0
 
 
 def test_versions_compare_as_numbers_and_never_otherwise() -> None:

@@ -444,7 +444,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
         runtime: Runtime = memo.runtime
         runtime.kopf_settings = settings
 
-        async def requeued(raw: dict[str, Any]) -> None:
+        def requeued(raw: dict[str, Any]) -> None:
             runtime.work.add(raw.get("metadata", {}).get("uid", ""), raw, "requeue")
 
         async def work(raw: dict[str, Any], source: str) -> None:

@@ -1,9 +1,9 @@
 """The few Kubernetes calls the operator makes itself, async on httpx, with kopf's own login.
 
 kopf watches the CRs and delivers their events; every write is ours: metadata (the start intent annotation *before*
-DataWorks is called, with our finalizer, in one write), status (the outcome), and reading a Secret in the CR's
-namespace. The `kubernetes` package
-would do this on a blocking thread pool and cost tens of MiB per process; these few requests don't need it.
+DataWorks is called, with our finalizer, in one write), status (the outcome) and Events; and one read, a Secret in
+the CR's namespace. The `kubernetes` package would do this on a blocking thread pool and cost tens of MiB per
+process; these few requests don't need it.
 """
 
 from __future__ import annotations
@@ -101,15 +101,10 @@ class KubeClient:
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
         return await self._request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
 
-    async def patch_status(
-        self, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None = None
-    ) -> dict[str, Any]:
-        """Merge-patch .status; with `resource_version`, fail with Conflict if the object changed meanwhile."""
-        body: dict[str, Any] = {"status": status}
-        if resource_version is not None:
-            body["metadata"] = {"resourceVersion": resource_version}
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch .status, unconditionally: the start intent (patch_metadata) is the write with a precondition."""
         path = f"/apis/{t.GROUP}/{t.VERSION}/namespaces/{namespace}/{t.PLURAL}/{name}/status"
-        return await self._request("PATCH", path, json=body, params=TRUSTED, headers=MERGE_PATCH)
+        return await self._request("PATCH", path, json={"status": status}, params=TRUSTED, headers=MERGE_PATCH)
 
     async def list_instances(self, namespace: str | None, *, page_size: int = 500) -> AsyncIterator[dict[str, Any]]:
         """Every DISyncInstance (in one namespace, or all), page by page so memory stays flat."""

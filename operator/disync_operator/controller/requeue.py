@@ -10,13 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
-log = logging.getLogger(__name__)
-
-Fire = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+Fire = Callable[[dict[str, Any]], None]
 
 
 class Requeue:
@@ -25,7 +22,6 @@ class Requeue:
         self._due: dict[str, tuple[float, dict[str, Any]]] = {}  # uid -> (when, body)
         self._heap: list[tuple[float, str]] = []  # may hold superseded entries; `_due` is the truth
         self._changed = asyncio.Event()
-        self._running: set[asyncio.Task[None]] = set()
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
@@ -69,18 +65,12 @@ class Requeue:
         return None
 
     async def run(self, fire: Fire) -> None:
-        """Call `fire(body)` for each request when it is due, each in its own task; runs until cancelled."""
+        """Call `fire(body)` for each request when it is due (it hands the body on, e.g. to the work queue, and must not
+        block); runs until cancelled."""
         while True:
             for body in self.pop_due():
-                task = asyncio.create_task(fire(body))
-                self._running.add(task)
-                task.add_done_callback(self._done)
+                fire(body)
             wait = self.next_in()
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=wait)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("requeued reconcile failed", exc_info=task.exception())
