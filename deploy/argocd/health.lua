@@ -4,7 +4,8 @@
 -- operators are used here (`..` and tostring, no string methods).
 local hs = {}
 
--- Failures the operator does not retry on its own: they wait for a change of spec, credentials or live state.
+-- Failures that need a person: they last until the spec, the credentials or the task's live state change (a stop
+-- DataWorks refused is tried again, but fails the same way until then).
 local degraded = {
   StartFailed = true,
   InvalidSpec = true,
@@ -15,7 +16,8 @@ local degraded = {
   NotRunning = true,
   StopFailed = true,
 }
--- Reasons that resolve on their own (a start in flight, a retry with backoff), even if Ready is True.
+-- Reasons the operator keeps working on (a retry with backoff, a start retried until the clock is right, a deletion
+-- under way): Progressing, even if Ready is True.
 local transient = {
   Starting = true,
   RetryScheduled = true,

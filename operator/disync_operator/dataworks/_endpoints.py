@@ -1,8 +1,10 @@
 """Endpoint resolution.
 
-We derive ``dataworks[-vpc].<region>.aliyuncs.com`` ourselves rather than copying the SDK's endpoint map: the
-map sends some regions to a global endpoint and builds ``dataworks-public.<region>`` names that do not match the
-documented endpoints (see dataworks-api.md §3). Anything unusual is handled by an explicit override.
+DataWorks serves its OpenAPI per region at ``dataworks.<region>.aliyuncs.com``, and inside a VPC at
+``dataworks-vpc.<region>.aliyuncs.com``. We derive that name from the region ourselves rather than copying the SDK's
+endpoint map, which sends some regions to a global endpoint and builds ``dataworks-public.<region>`` names instead:
+one rule, the same for every region, and a region id checked before it becomes part of a host name. Anything
+unusual (the emulator, a private endpoint) is handled by an explicit override.
 """
 
 from __future__ import annotations
