@@ -235,7 +235,8 @@ class Kube:
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         for _ in range(50):
-            # Queued here, not in httpcore's pool, which is quadratic in queued requests (see controller/kube.py).
+            # Queued here, not in httpcore's pool, which is quadratic in queued requests
+            # (see controller/runtime/kube.py).
             async with self._slots:
                 response = await self.http.request(method, path, **kwargs)
             # A just-established CRD answers 429 until its storage is ready; the apiserver says when to come back.

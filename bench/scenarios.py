@@ -75,10 +75,10 @@ def _starts(stack: Stack, file_ids: set[int]) -> int:
 # -- P1 ----------------------------------------------------------------------------------------------------------------
 
 
-def floor_status_patch(response: Any) -> dict[str, Any]:
+def floor_status_patch(response: Any) -> dict[str, object]:
     """Exactly the Ready patch the operator writes after a successful start, computed by the same policy code."""
     now = policy.now()
-    return policy.started(t.DISyncInstanceStatus(), 1, response, "bench", now)
+    return policy.started(t.DISyncInstanceStatus(), 1, response, "bench", now).to_patch()
 
 
 async def _floor(stack: Stack, kube: Kube, namespace: str, bodies: list[dict[str, Any]]) -> dict[str, Any]:

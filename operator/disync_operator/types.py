@@ -13,7 +13,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "disync.dev"
@@ -23,8 +23,8 @@ PLURAL = "disyncinstances"
 SINGULAR = "disyncinstance"
 SHORT_NAMES = ["dsi"]
 FINALIZER = f"{GROUP}/stop-instance"
-# The start intent, written on the object itself (with our finalizer, in one write) before StartDISyncInstance is
-# sent; the status records which intent its outcome answers (`answeredIntent`).
+# The start intent (`StartIntent`), written on the object itself (with our finalizer, in one write) when
+# StartDISyncInstance is sent; a status write answers it (`status.answeredIntent` names the intent it answers).
 START_INTENT = f"{GROUP}/start-intent"
 
 DESCRIPTION = "A DataWorks real-time synchronization task or synchronization solution, kept started."
@@ -260,15 +260,21 @@ class Condition(_Model):
     message: str = Field(default="", max_length=32768, description="Human-readable detail.")
 
 
-class PendingStart(_Model):
-    """Intent recorded before StartDISyncInstance is called, so a crash or a lost response cannot double-start."""
+class StartIntent(_Model):
+    """A start about to be sent: written on the object (annotation `disync.dev/start-intent`) when the rate limit lets
+    StartDISyncInstance go, so a crash or a lost response can never lead to a second start of the same generation.
+    A status write *answers* it (`answeredIntent`); one whose outcome stays unknown is kept as `unverifiedIntent`
+    and verified with GetDISyncInstanceInfo before any new start."""
 
     generation: int = Field(ge=0, description="Generation being started.")
-    since: dt.datetime = Field(description="When the call was about to be made.")
+    since: dt.datetime = Field(description="When the call was sent.")
     owner: str = Field(max_length=253, description="Operator process that made the call.")
     id: str | None = Field(default=None, max_length=64, description="This intent's identity (random).")
-    answered: bool = Field(
+    call_ended: bool = Field(
         default=False,
+        # "answered": the name before v0.2, still read from intents written then.
+        validation_alias=AliasChoices("callEnded", "call_ended", "answered"),
+        serialization_alias="callEnded",
         description=(
             "The call got an HTTP answer (e.g. a 5xx) whose effect is unknown: nothing is in flight any more, so the "
             "outcome can be verified at once. Without an answer (timeout, reset) the lease is waited out first."
@@ -311,19 +317,76 @@ class DISyncInstanceStatus(_Model):
     credentials_version: str | None = Field(
         default=None, max_length=512, description="Version of the credentials used last (never their value)."
     )
-    pending_start: PendingStart | None = Field(
-        default=None, description="A start whose outcome is unknown: verified before any new start (see the README)."
+    unverified_intent: StartIntent | None = Field(
+        default=None,
+        description="A start intent whose outcome is unknown: verified (GetDISyncInstanceInfo) before any new start.",
     )
     answered_intent: str | None = Field(
         default=None, max_length=64, description="Id of the last start intent whose outcome this status records."
     )
+    legacy_pending_start: StartIntent | None = Field(
+        default=None,
+        alias="pendingStart",
+        description="Deprecated: unverifiedIntent's name before v0.2. Read once after an upgrade, then cleared.",
+    )
     last_start_time: dt.datetime | None = Field(default=None, description="When the last successful start was made.")
     attempts: int = Field(default=0, ge=0, description="Start attempts for the current generation.")
+    stop_attempts: int = Field(
+        default=0, ge=0, description="Failed StopDISyncInstance attempts since deletion began (for their backoff)."
+    )
     next_retry_time: dt.datetime | None = Field(default=None, description="When the next attempt is due, if retrying.")
     last_error: LastError | None = Field(default=None, description="The last error, if any.")
     conditions: Annotated[list[Condition], Field(max_length=8)] = Field(
         default_factory=list, description="Ready and Synced."
     )
 
+    @model_validator(mode="after")
+    def _read_legacy_intent(self) -> DISyncInstanceStatus:
+        # An object written before the rename keeps its unverified intent under the old name: it must still be
+        # verified before any new start, or an upgrade could start a task twice.
+        if self.unverified_intent is None and self.legacy_pending_start is not None:
+            object.__setattr__(self, "unverified_intent", self.legacy_pending_start)
+        return self
+
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
+
+
+class StatusUpdate(_Model):
+    """The status fields one write sets, and only those: it is sent as a merge patch of exactly these fields (a field
+    set to None is cleared). Built by the reconcile policy with keyword arguments, so a misspelled field is a type
+    error; serialised once, at the Kubernetes edge (`to_patch`). Mirrors DISyncInstanceStatus (a test keeps them so)."""
+
+    status: str | None = None
+    message: str | None = None
+    request_id: str | None = None
+    instance_state: str | None = None
+    instance_message: str | None = None
+    last_observed_time: dt.datetime | None = None
+    observed_generation: int | None = None
+    started_generation: int | None = None
+    failed_generation: int | None = None
+    credentials_version: str | None = None
+    unverified_intent: StartIntent | None = None
+    answered_intent: str | None = None
+    legacy_pending_start: StartIntent | None = Field(default=None, alias="pendingStart")
+    last_start_time: dt.datetime | None = None
+    attempts: int | None = None
+    stop_attempts: int | None = None
+    next_retry_time: dt.datetime | None = None
+    last_error: LastError | None = None
+    conditions: list[Condition] | None = None
+
+    def merged(self, other: StatusUpdate) -> StatusUpdate:
+        """This update with `other`'s fields on top."""
+        return self.model_copy(update={name: getattr(other, name) for name in other.model_fields_set})
+
+    def applied_to(self, status: DISyncInstanceStatus) -> DISyncInstanceStatus:
+        """`status` as it reads once this update is written."""
+        return status.model_copy(update={name: getattr(self, name) for name in self.model_fields_set})
+
+    def to_patch(self) -> dict[str, object]:
+        """The JSON merge patch of `.status` (camelCase, only the fields set). Each field is written whole: a merge
+        patch merges nested objects, so a default left out would keep an older value (e.g. an intent's callEnded)."""
+        patch: dict[str, object] = self.model_dump(mode="json", by_alias=True, include=set(self.model_fields_set))
+        return patch

@@ -10,8 +10,8 @@ import pytest
 from e2e_helpers import dsi
 
 from disync_operator.controller.runtime import Runtime
+from disync_operator.controller.runtime.sweep import sweep_once
 from disync_operator.controller.settings import OperatorSettings
-from disync_operator.controller.sweep import sweep_once
 from disync_operator.devstack.controlplane import ControlPlane
 from disync_operator.devstack.kubectl import Kubectl
 from disync_operator.devstack.processes import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, EmulatorProcess

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from e2e_helpers import assert_live
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rel_helpers import (
@@ -116,7 +117,7 @@ async def _exercise(status: int, head: dict[str, str], body: bytes, operation: i
         status = DISyncInstanceStatus(attempts=3)
         if failure.retryable:
             delay = Backoff(base=0.2, factor=2, cap=3).delay(3, failure.retry_after)
-            policy.retry_scheduled(status, 1, failure, delay, policy.now(), keep_pending=True)
+            policy.retry_scheduled(status, 1, failure, delay, policy.now(), keep_unverified=True)
         else:
             policy.failed_terminally(status, 1, failure, "operator-default", policy.now())
 
@@ -169,7 +170,7 @@ def test_operator_stays_alive_on_malformed_answers_and_converges(
 
     def garbage_seen() -> bool:
         nonlocal liveness_checks
-        assert operator.healthy()
+        assert_live(operator)
         liveness_checks += 1
         faults = [e for e in emulator.requests() if e["fault"] in ("malformed", "truncated")]
         return len(faults) >= 2 * count
@@ -179,7 +180,7 @@ def test_operator_stays_alive_on_malformed_answers_and_converges(
     began = time.monotonic()
 
     def converged() -> list[dict[str, Any]] | None:
-        assert operator.healthy()
+        assert_live(operator)
         items = list_dsi(kubectl)
         ready = [
             o

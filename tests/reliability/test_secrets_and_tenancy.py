@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from e2e_helpers import condition, dsi, wait_ready, wait_reason
+from e2e_helpers import DEADLINE, condition, dsi, wait_ready, wait_reason
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rel_helpers import (
@@ -104,7 +104,7 @@ def test_no_secret_reaches_logs_events_or_status_over_a_full_lifecycle(
             }
         )
     )
-    wait_for(lambda: [e for e in emulator.requests() if e["fault"]], timeout=30, what="faults to bite")
+    wait_for(lambda: [e for e in emulator.requests() if e["fault"]], timeout=DEADLINE, what="faults to bite")
     snapshot()
     for file_id in healthy:
         wait_ready(kubectl, name_of(file_id), timeout=90)
@@ -213,7 +213,7 @@ REGION_PATTERN = r"[a-z]{2,}(-[a-z0-9]+)+"
 def test_any_admissible_region_maps_to_a_dataworks_endpoint_only(region: str) -> None:
     credentials = StaticCredentialsProvider("LTAIx", "x")
     by_region = Runtime(OperatorSettings(region="cn-shanghai"), default_credentials=credentials)
-    assert by_region.endpoint_for(region) == f"https://dataworks.{region}.aliyuncs.com"
-    assert by_region.endpoint_for(None) == "https://dataworks.cn-shanghai.aliyuncs.com"
+    assert by_region.dataworks.endpoint_for(region) == f"https://dataworks.{region}.aliyuncs.com"
+    assert by_region.dataworks.endpoint_for(None) == "https://dataworks.cn-shanghai.aliyuncs.com"
     pinned = Runtime(OperatorSettings(endpoint="http://127.0.0.1:9"), default_credentials=credentials)
-    assert pinned.endpoint_for(region) == "http://127.0.0.1:9"
+    assert pinned.dataworks.endpoint_for(region) == "http://127.0.0.1:9"

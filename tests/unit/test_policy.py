@@ -23,7 +23,7 @@ from disync_operator.dataworks import (
     ThrottlingError,
     TransportError,
 )
-from disync_operator.types import DISyncInstanceStatus, PendingStart, TaskType
+from disync_operator.types import DISyncInstanceStatus, StartIntent, TaskType
 
 T0 = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
@@ -90,29 +90,31 @@ def test_terminal_failure_waits_for_new_credentials_or_spec() -> None:
 
 def test_own_pending_start_is_waited_out_then_verified() -> None:
     """Even our own timed-out call may still execute server-side: verify only once the lease has passed."""
-    pending = status(pendingStart=PendingStart(generation=1, since=T0, owner="op-a"))
+    pending = status(unverifiedIntent=StartIntent(generation=1, since=T0, owner="op-a"))
     assert decide(pending, at=T0 + dt.timedelta(seconds=5)).action is Action.WAIT
     assert decide(pending, at=T0 + dt.timedelta(seconds=30)).action is Action.VERIFY
 
 
 def test_an_answered_intent_is_verified_at_once() -> None:
     """A 5xx came back: nothing is in flight, so the outcome can be checked without waiting for the lease."""
-    pending = status(pendingStart=PendingStart(generation=1, since=T0, owner="op-a", answered=True))
+    pending = status(unverifiedIntent=StartIntent(generation=1, since=T0, owner="op-a", call_ended=True))
     assert decide(pending, at=T0 + dt.timedelta(seconds=1)).action is Action.VERIFY
 
 
 def test_a_5xx_marks_the_intent_answered_but_a_timeout_does_not() -> None:
-    before = status(pendingStart=PendingStart(generation=1, since=T0, owner="op-a"), attempts=1, observedGeneration=1)
+    before = status(
+        unverifiedIntent=StartIntent(generation=1, since=T0, owner="op-a"), attempts=1, observedGeneration=1
+    )
     server = ServerError("x", code="InternalError.System", http_status=500)
-    answered = policy.retry_scheduled(before, 1, server, 1.0, T0, keep_pending=True)
-    assert answered["pendingStart"]["answered"] is True
+    answered = policy.retry_scheduled(before, 1, server, 1.0, T0, keep_unverified=True).to_patch()
+    assert answered["unverifiedIntent"]["callEnded"] is True
     timeout = TransportError("read timeout", code="ReadTimeout")
-    silent = policy.retry_scheduled(before, 1, timeout, 1.0, T0, keep_pending=True)
-    assert "pendingStart" not in silent  # untouched: still unanswered, so the lease applies
+    silent = policy.retry_scheduled(before, 1, timeout, 1.0, T0, keep_unverified=True).to_patch()
+    assert "unverifiedIntent" not in silent  # untouched: still unanswered, so the lease applies
 
 
 def test_fresh_foreign_intent_is_respected_until_the_lease_ends() -> None:
-    pending = status(pendingStart=PendingStart(generation=1, since=T0, owner="op-old"))
+    pending = status(unverifiedIntent=StartIntent(generation=1, since=T0, owner="op-old"))
     waiting = decide(pending, at=T0 + dt.timedelta(seconds=10))
     assert waiting.action is Action.WAIT
     assert waiting.wait_seconds == pytest.approx(20)
@@ -120,7 +122,7 @@ def test_fresh_foreign_intent_is_respected_until_the_lease_ends() -> None:
 
 
 def test_pending_start_of_an_older_generation_does_not_block() -> None:
-    pending = status(pendingStart=PendingStart(generation=1, since=T0, owner="op-old"), startedGeneration=1)
+    pending = status(unverifiedIntent=StartIntent(generation=1, since=T0, owner="op-old"), startedGeneration=1)
     assert decide(pending, generation=2).action is Action.START
 
 
@@ -139,8 +141,8 @@ def test_a_spec_change_ends_the_backoff_of_the_old_generation() -> None:
 
 
 def test_an_answered_intent_is_verified_when_its_backoff_ends() -> None:
-    pending = PendingStart(generation=1, since=T0, owner="op-a", answered=True)
-    backing_off = status(observedGeneration=1, pendingStart=pending, nextRetryTime=T0 + dt.timedelta(seconds=2))
+    pending = StartIntent(generation=1, since=T0, owner="op-a", call_ended=True)
+    backing_off = status(observedGeneration=1, unverifiedIntent=pending, nextRetryTime=T0 + dt.timedelta(seconds=2))
     assert decide(backing_off, at=T0 + dt.timedelta(seconds=1)).action is Action.WAIT
     assert decide(backing_off, at=T0 + dt.timedelta(seconds=2.5)).action is Action.VERIFY
 
@@ -182,11 +184,11 @@ def test_which_errors_leave_a_start_ambiguous(error: Exception, maybe: bool) -> 
 
 
 def test_transition_time_moves_only_when_status_changes() -> None:
-    first = policy.set_condition([], "Ready", "False", "Starting", "", 1, T0)
+    first = policy.set_condition([], "Ready", ("False", Reason.RETRY_SCHEDULED, ""), 1, T0)
     later = T0 + dt.timedelta(minutes=1)
-    same = policy.set_condition(first, "Ready", "False", "RetryScheduled", "again", 1, later)
+    same = policy.set_condition(first, "Ready", ("False", Reason.RETRY_SCHEDULED, "again"), 1, later)
     assert same[0].last_transition_time == T0
-    flipped = policy.set_condition(same, "Ready", "True", "Started", "", 1, later)
+    flipped = policy.set_condition(same, "Ready", ("True", Reason.STARTED, ""), 1, later)
     assert flipped[0].last_transition_time == later
     assert flipped[0].reason == "Started"
 
@@ -195,11 +197,11 @@ def test_a_new_intent_is_unique_and_counts_an_attempt() -> None:
     first, second = policy.new_intent(1, "op-a", T0), policy.new_intent(1, "op-a", T0)
     assert first.id != second.id
     assert (first.generation, first.owner, first.since) == (1, "op-a", T0)
-    assert policy.claimed(status(), 1, first).attempts == 1
-    assert policy.claimed(status(attempts=1, observedGeneration=1), 1, first).attempts == 2
-    moved_on = policy.claimed(status(attempts=5, observedGeneration=1, nextRetryTime=T0), 2, first)
+    assert policy.after_sending(status(), 1, first).attempts == 1
+    assert policy.after_sending(status(attempts=1, observedGeneration=1), 1, first).attempts == 2
+    moved_on = policy.after_sending(status(attempts=5, observedGeneration=1, nextRetryTime=T0), 2, first)
     assert (moved_on.attempts, moved_on.observed_generation, moved_on.next_retry_time) == (1, 2, None)
-    assert moved_on.pending_start == first
+    assert moved_on.unverified_intent == first
 
 
 def test_an_intent_on_the_object_is_pending_until_a_status_answers_it() -> None:
@@ -208,36 +210,38 @@ def test_an_intent_on_the_object_is_pending_until_a_status_answers_it() -> None:
         policy.decide_start, generation=1, credentials_version="v1", lease_seconds=30, at=T0 + dt.timedelta(seconds=5)
     )
     # No answer yet: the call may be in flight (lease), then it is verified; never started again blindly.
-    assert decide(status=status(), claim=claim).action is Action.WAIT
-    assert decide(status=status(), claim=claim, at=T0 + dt.timedelta(seconds=31)).action is Action.VERIFY
+    assert decide(status=status(), intent=claim).action is Action.WAIT
+    assert decide(status=status(), intent=claim, at=T0 + dt.timedelta(seconds=31)).action is Action.VERIFY
     # Answered: the status says what became of it.
-    assert decide(status=status(answeredIntent=claim.id), claim=claim).action is Action.START
-    kept = status(answeredIntent=claim.id, pendingStart=claim.model_copy(update={"answered": True}))
-    assert decide(status=kept, claim=claim).action is Action.VERIFY
+    assert decide(status=status(answeredIntent=claim.id), intent=claim).action is Action.START
+    kept = status(answeredIntent=claim.id, unverifiedIntent=claim.model_copy(update={"call_ended": True}))
+    assert decide(status=kept, intent=claim).action is Action.VERIFY
     # An intent without an id (or an older generation's) does not hold a new start.
-    assert decide(status=status(), claim=claim.model_copy(update={"id": None})).action is Action.START
-    assert decide(status=status(), claim=claim, generation=2).action is Action.START
+    assert decide(status=status(), intent=claim.model_copy(update={"id": None})).action is Action.START
+    assert decide(status=status(), intent=claim, generation=2).action is Action.START
 
 
 def test_the_answer_to_an_intent_carries_what_the_intent_used_to_write() -> None:
     claim = policy.new_intent(2, "op-a", T0)
-    before = policy.claimed(status(attempts=1, observedGeneration=2), 2, claim)
+    before = policy.after_sending(status(attempts=1, observedGeneration=2), 2, claim)
     response = ActionResponse(request_id="REQ-1", success=True, data=ActionData(status="success", message=None))
-    done = policy.answer(policy.started(before, 2, response, "v1", T0), before, claim)
-    assert (done["answeredIntent"], done["pendingStart"], done["attempts"]) == (claim.id, None, 2)
+    done = policy.answer(policy.started(before, 2, response, "v1", T0), before, claim).to_patch()
+    assert (done["answeredIntent"], done["unverifiedIntent"], done["attempts"]) == (claim.id, None, 2)
     # An answer that leaves the outcome unknown (no HTTP answer) keeps the intent pending, now in status.
     lost = TransportError("read timeout", request_may_have_been_sent=True)
-    unknown = policy.answer(policy.retry_scheduled(before, 2, lost, 1.0, T0, keep_pending=True), before, claim)
-    assert unknown["pendingStart"]["id"] == claim.id
-    assert unknown["pendingStart"]["answered"] is False
+    unknown = policy.answer(
+        policy.retry_scheduled(before, 2, lost, 1.0, T0, keep_unverified=True), before, claim
+    ).to_patch()
+    assert unknown["unverifiedIntent"]["id"] == claim.id
+    assert unknown["unverifiedIntent"]["callEnded"] is False
     assert unknown["observedGeneration"] == 2
 
 
 def test_started_clears_the_intent_and_reports_the_api_answer() -> None:
     response = ActionResponse(request_id="REQ-1", success=True, data=ActionData(status="success", message=None))
-    before = status(pendingStart=PendingStart(generation=2, since=T0, owner="a"), attempts=1, observedGeneration=2)
-    patch = policy.started(before, 2, response, "v1", T0)
-    assert patch["pendingStart"] is None
+    before = status(unverifiedIntent=StartIntent(generation=2, since=T0, owner="a"), attempts=1, observedGeneration=2)
+    patch = policy.started(before, 2, response, "v1", T0).to_patch()
+    assert patch["unverifiedIntent"] is None
     assert patch["startedGeneration"] == 2
     assert (patch["status"], patch["message"], patch["requestId"]) == ("success", None, "REQ-1")
     ready = next(c for c in patch["conditions"] if c["type"] == "Ready")
@@ -246,7 +250,7 @@ def test_started_clears_the_intent_and_reports_the_api_answer() -> None:
 
 def test_api_failure_is_terminal_with_the_api_message() -> None:
     error = OperationFailedError("fail", api_message="fileId:[9] is invalid.", request_id="REQ-2")
-    patch = policy.failed_terminally(status(), 1, error, "v1", T0)
+    patch = policy.failed_terminally(status(), 1, error, "v1", T0).to_patch()
     assert (patch["status"], patch["message"], patch["failedGeneration"]) == ("fail", "fileId:[9] is invalid.", 1)
     ready = next(c for c in patch["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == Reason.START_FAILED
@@ -255,20 +259,22 @@ def test_api_failure_is_terminal_with_the_api_message() -> None:
 
 def test_retry_reports_error_and_next_attempt_time() -> None:
     error = ServerError("x", code="InternalError.System", api_message="An internal error occurred.", http_status=500)
-    patch = policy.retry_scheduled(status(attempts=3, observedGeneration=1), 1, error, 8.0, T0, keep_pending=True)
-    assert "pendingStart" not in patch
+    patch = policy.retry_scheduled(
+        status(attempts=3, observedGeneration=1), 1, error, 8.0, T0, keep_unverified=True
+    ).to_patch()
+    assert "unverifiedIntent" not in patch
     assert patch["nextRetryTime"] == "2026-11-28T12:00:08Z"
     assert patch["lastError"] == {"code": "InternalError.System", "httpStatus": 500, "retryable": True}
     ready = next(c for c in patch["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "RetryScheduled"
     assert "attempt 3 failed, retrying in 8.0s" in ready["message"]
-    cleared = policy.retry_scheduled(status(), 1, error, 1.0, T0, keep_pending=False)
-    assert cleared["pendingStart"] is None
+    cleared = policy.retry_scheduled(status(), 1, error, 1.0, T0, keep_unverified=False).to_patch()
+    assert cleared["unverifiedIntent"] is None
 
 
 def test_clock_skew_says_to_check_the_clock() -> None:
     error = ClockSkewError("skew", code="InvalidTimeStamp.Expired", http_status=400)
-    patch = policy.retry_scheduled(status(), 1, error, 1.0, T0, keep_pending=False)
+    patch = policy.retry_scheduled(status(), 1, error, 1.0, T0, keep_unverified=False).to_patch()
     ready = next(c for c in patch["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "ClockSkew"
     assert "clock is probably wrong" in ready["message"]
@@ -276,12 +282,12 @@ def test_clock_skew_says_to_check_the_clock() -> None:
 
 def test_observation_writes_only_on_change() -> None:
     running = info("RUN")
-    first = policy.observed(status(startedGeneration=1), 1, TaskType.DI_REALTIME, running, T0)
+    first = policy.observed(status(startedGeneration=1), 1, TaskType.DI_REALTIME, running, T0).update
     assert first is not None
-    assert first["instanceState"] == "RUN"
-    settled = DISyncInstanceStatus.model_validate({**first, "startedGeneration": 1})
-    assert policy.observed(settled, 1, TaskType.DI_REALTIME, running, T0) is None
-    drift = policy.observed(settled, 1, TaskType.DI_REALTIME, info("PAUSE"), T0)
+    assert first.instance_state == "RUN"
+    settled = first.applied_to(status(startedGeneration=1))
+    assert policy.observed(settled, 1, TaskType.DI_REALTIME, running, T0).update is None
+    drift = policy.observed(settled, 1, TaskType.DI_REALTIME, info("PAUSE"), T0).update
     assert drift is not None
-    ready = next(c for c in drift["conditions"] if c["type"] == "Ready")
+    ready = next(c for c in drift.to_patch()["conditions"] if c["type"] == "Ready")  # type: ignore[attr-defined]
     assert (ready["status"], ready["reason"]) == ("False", "NotRunning")

@@ -1,13 +1,10 @@
-"""The requeue timer and the stale-event rule: pure logic, on a fake clock."""
+"""The requeue timer: pure logic, on a fake clock."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 
-from disync_operator.controller.requeue import Requeue
-from disync_operator.controller.runtime import Runtime
-from disync_operator.controller.settings import OperatorSettings
+from disync_operator.controller.runtime.requeue import Requeue
 
 
 class Clock:
@@ -75,28 +72,3 @@ async def test_run_fires_each_due_body() -> None:
     await asyncio.wait_for(done.wait(), timeout=5)
     runner.cancel()
     assert [m["uid"] for m in fired] == ["b", "a"]  # type: ignore[index]
-
-
-def test_events_up_to_our_own_settled_write_are_already_handled() -> None:
-    runtime = Runtime(OperatorSettings(endpoint="http://dataworks.test", metrics_port=0, liveness_port=0))
-    handled = functools.partial(runtime.already_handled, "u", echo=True)
-    assert not handled("5")  # nothing written: nothing is handled
-    runtime.wrote("u", "10", settled=True)
-    assert handled("7")  # predates our write at 10, which is the one to act on
-    assert handled("10")  # our write's own event: the reconcile that made it already acted
-    assert handled("8")  # still stale after our write's event: a queued body may come late
-    runtime.wrote("u", "12", settled=False)
-    assert handled("11")
-    assert not handled("12")  # that reconcile failed part-way: its own event is a new look
-    runtime.wrote("u", "13", settled=True)
-    assert not handled("14")  # someone else's change after ours
-    assert not handled("opaque")  # non-numeric versions are never called older
-    runtime.forget("u")
-    assert not handled("3")
-
-
-def test_a_requeued_body_is_never_skipped_as_an_echo() -> None:
-    runtime = Runtime(OperatorSettings(endpoint="http://dataworks.test", metrics_port=0, liveness_port=0))
-    runtime.wrote("u", "10", settled=True)
-    assert runtime.already_handled("u", "9", echo=False)  # older than our write: still skipped
-    assert not runtime.already_handled("u", "10", echo=False)  # the body our write left, brought back on purpose

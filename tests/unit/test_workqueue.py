@@ -1,23 +1,37 @@
-"""The work queue: each object once (newest body), first come first served, no more than `workers` at a time."""
+"""The work queue: client-go's semantics (each object once, newest body; never two workers on one object; an object
+added while it is reconciled is reconciled once more after), and the record of our own writes."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
-from disync_operator.controller.workqueue import WorkQueue, older, trimmed
+from disync_operator.controller.runtime.workqueue import Source, Work, WorkQueue, older, trimmed
 
 
 def body(uid: str, rv: str, **extra: Any) -> dict[str, Any]:
     return {"metadata": {"uid": uid, "resourceVersion": rv, **extra}}
 
 
+def served_as(work: Work) -> tuple[str, str]:
+    return work.body["metadata"]["resourceVersion"], work.source.value
+
+
+async def drain(queue: WorkQueue, workers: int, reconcile: Any, until: asyncio.Event) -> None:
+    runner = asyncio.create_task(queue.run(workers, reconcile))
+    try:
+        await asyncio.wait_for(until.wait(), timeout=5)
+    finally:
+        runner.cancel()
+
+
 async def test_an_object_waits_once_with_its_newest_body() -> None:
     queue = WorkQueue()
-    queue.add("a", body("a", "5"), "event")
-    queue.add("b", body("b", "6"), "event")
-    queue.add("a", body("a", "9"), "requeue")
-    queue.add("a", body("a", "7"), "event")  # older than what waits: kept out
+    queue.add("a", body("a", "5"), Source.EVENT)
+    queue.add("b", body("b", "6"), Source.EVENT)
+    queue.add("a", body("a", "9"), Source.REQUEUE)
+    queue.add("a", body("a", "7"), Source.EVENT)  # older than what waits: kept out
     assert len(queue) == 2
     queue.discard("b")
     assert "b" not in queue
@@ -25,15 +39,28 @@ async def test_an_object_waits_once_with_its_newest_body() -> None:
     served: list[tuple[str, str]] = []
     done = asyncio.Event()
 
-    async def work(raw: dict[str, Any], source: str) -> None:
-        served.append((raw["metadata"]["resourceVersion"], source))
+    async def reconcile(work: Work) -> None:
+        served.append(served_as(work))
         done.set()
 
-    runner = asyncio.create_task(queue.run(1, work))
-    await asyncio.wait_for(done.wait(), timeout=5)
-    runner.cancel()
+    await drain(queue, 1, reconcile, done)
     assert served == [("9", "requeue")]  # once, and with the newest body
     assert len(queue) == 0
+
+
+async def test_an_older_observe_visit_still_gets_the_live_state_read() -> None:
+    queue = WorkQueue()
+    queue.add("a", body("a", "9"), Source.EVENT)
+    queue.add("a", body("a", "7"), Source.OBSERVE, observe=True)
+    served: list[Work] = []
+    done = asyncio.Event()
+
+    async def reconcile(work: Work) -> None:
+        served.append(work)
+        done.set()
+
+    await drain(queue, 1, reconcile, done)
+    assert [(served_as(w), w.observe) for w in served] == [(("9", "event"), True)]
 
 
 def test_versions_compare_as_numbers_and_never_otherwise() -> None:
@@ -56,32 +83,105 @@ def test_managed_fields_are_dropped_and_nothing_else() -> None:
 async def test_workers_serve_in_order_and_never_more_at_once() -> None:
     queue = WorkQueue()
     running = peak = 0
-    served: list[tuple[str, str, str]] = []
+    served: list[str] = []
     done = asyncio.Event()
 
-    async def work(raw: dict[str, Any], source: str) -> None:
+    async def reconcile(work: Work) -> None:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
         await asyncio.sleep(0.01)
-        served.append((raw["metadata"]["uid"], raw["metadata"]["resourceVersion"], source))
+        served.append(work.body["metadata"]["uid"])
         running -= 1
-        if len(served) == 5:
+        if len(served) == 6:
             done.set()
 
     for i in range(6):
-        queue.add(f"o{i}", body(f"o{i}", "1"), "event")
-    queue.discard("o3")
-    queue.add("o1", body("o1", "2"), "requeue")
-    runner = asyncio.create_task(queue.run(2, work))
+        queue.add(f"o{i}", body(f"o{i}", "1"), Source.EVENT)
+    await drain(queue, 2, reconcile, done)
+    assert sorted(served) == [f"o{i}" for i in range(6)]
+    assert served[:2] == ["o0", "o1"] or served[:2] == ["o1", "o0"]
+    assert peak == 2
+
+
+async def test_an_object_is_never_reconciled_twice_at_once_and_once_more_after() -> None:
+    """client-go's rule: added while its reconcile runs, it waits for that reconcile, then runs once, newest body."""
+    queue = WorkQueue()
+    inside = asyncio.Event()
+    release = asyncio.Event()
+    done = asyncio.Event()
+    running = peak = 0
+    served: list[tuple[str, str]] = []
+
+    async def reconcile(work: Work) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        served.append(served_as(work))
+        if len(served) == 1:
+            inside.set()
+            await release.wait()
+        running -= 1
+        if len(served) == 2:
+            done.set()
+
+    queue.add("a", body("a", "1"), Source.EVENT)
+    runner = asyncio.create_task(queue.run(4, reconcile))
+    await asyncio.wait_for(inside.wait(), timeout=5)
+    for rv in ("2", "3", "4"):  # three events while the first reconcile runs, with 3 idle workers
+        queue.add("a", body("a", rv), Source.EVENT)
+    await asyncio.sleep(0)  # give idle workers every chance to (wrongly) take it
+    assert served == [("1", "event")]
+    release.set()
     await asyncio.wait_for(done.wait(), timeout=5)
     runner.cancel()
-    assert peak == 2
-    assert sorted(served) == [
-        ("o0", "1", "event"),
-        ("o1", "2", "requeue"),
-        ("o2", "1", "event"),
-        ("o4", "1", "event"),
-        ("o5", "1", "event"),
-    ]
-    assert [uid for uid, _, _ in served[:2]] in (["o0", "o1"], ["o1", "o0"])  # first come, first served
+    assert served == [("1", "event"), ("4", "event")]
+    assert peak == 1
+
+
+async def test_settled_waits_for_queued_and_running_objects() -> None:
+    queue = WorkQueue()
+    served: list[str] = []
+
+    async def reconcile(work: Work) -> None:
+        await asyncio.sleep(0.01)
+        served.append(work.body["metadata"]["uid"])
+
+    queue.add("a", body("a", "1"), Source.SWEEP)
+    queue.add("b", body("b", "1"), Source.SWEEP)
+    runner = asyncio.create_task(queue.run(1, reconcile))
+    await asyncio.wait_for(queue.settled(["a", "b"]), timeout=5)
+    runner.cancel()
+    assert sorted(served) == ["a", "b"]
+
+
+def test_events_up_to_our_own_settled_write_are_already_handled() -> None:
+    queue = WorkQueue()
+    handled = functools.partial(queue.already_handled, "u", echo=True)
+    assert not handled("5")  # nothing written: nothing is handled
+    queue.wrote("u", "10", settled=True)
+    assert handled("7")  # predates our write at 10, which is the one to act on
+    assert handled("10")  # our write's own event: the reconcile that made it already acted
+    assert handled("8")  # still stale after our write's event: a queued body may come late
+    queue.wrote("u", "12", settled=False)
+    assert handled("11")
+    assert not handled("12")  # that reconcile failed part-way: its own event is a new look
+    queue.wrote("u", "13", settled=True)
+    assert not handled("14")  # someone else's change after ours
+    assert not handled("opaque")  # non-numeric versions are never called older
+    queue.forget("u")
+    assert not handled("3")
+
+
+def test_stale_bodies_and_echoes_are_not_queued_but_requeues_and_deletions_are() -> None:
+    queue = WorkQueue()
+    queue.wrote("u", "10", settled=True)
+    queue.add("u", body("u", "9"), Source.EVENT)
+    queue.add("u", body("u", "10"), Source.EVENT)  # the echo of our own write
+    queue.add("u", body("u", "9"), Source.REQUEUE)  # older than our write: still stale
+    assert "u" not in queue
+    queue.add("u", body("u", "10"), Source.REQUEUE)  # the body our write left, brought back on purpose
+    assert "u" in queue
+    queue.add("u", body("u", "11"), Source.DELETED)
+    queue.add("u", body("u", "12"), Source.EVENT)  # nothing after the object is gone replaces its deletion
+    assert len(queue) == 1

@@ -6,7 +6,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-from disync_operator.controller.kube import KubeClient, KubeError
+from disync_operator.controller.runtime.kube import KubeApi, KubeError
 from disync_operator.dataworks import CredentialsError, CredentialsProvider, StaticCredentialsProvider
 from disync_operator.types import DISyncInstanceSpec, SecretKeyNames
 
@@ -40,7 +40,7 @@ def _decode(data: dict[str, str], key: str) -> str | None:
 async def resolve(
     spec: DISyncInstanceSpec,
     namespace: str,
-    kube: KubeClient,
+    kube: KubeApi,
     default: CredentialsProvider,
     default_version: str = OPERATOR_DEFAULT,
 ) -> ResolvedCredentials:

@@ -21,7 +21,7 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     # Our finalizer is ours (handlers.Reconciler): kopf must neither add nor remove it. kopf removes *its* finalizer
     # from objects no handler of its needs one for, so it gets a name nothing ever carries.
     s.persistence.finalizer = f"{t.GROUP}/kopf-unused"
-    s.posting.enabled = False  # Events are the operator's own (controller/events.py); kopf posts none
+    s.posting.enabled = False  # Events are the operator's own (controller/runtime/events.py); kopf posts none
     s.watching.server_timeout = settings.watch_server_timeout
     s.watching.client_timeout = (settings.watch_server_timeout or 600) + 30
     s.watching.connect_timeout = 10

@@ -1,8 +1,8 @@
 """One shared loop instead of a kopf timer per object: live-state follow-up and the resync safety net.
 
-It lists the DISyncInstances page by page and, with bounded concurrency, every `DISYNC_OBSERVE_INTERVAL`:
+It lists the DISyncInstances page by page and queues them for the workers, every `DISYNC_OBSERVE_INTERVAL`:
 - follows the live state of started ones (GetDISyncInstanceInfo) and retries terminal failures whose credentials
-  changed (`Reconciler.observe`);
+  changed (a reconcile with `observe`);
 and every `DISYNC_RESYNC_INTERVAL`:
 - reconciles any object whose current generation was never acted on and that no event has brought to this process:
   kopf only handles objects it hears about, and events can be missed around an operator start. Starting stays
@@ -19,13 +19,14 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any
 
-from disync_operator.controller.kube import KubeError
+from disync_operator.controller.runtime.kube import KubeError
+from disync_operator.controller.runtime.workqueue import Source
 
 if TYPE_CHECKING:
-    from disync_operator.controller.runtime import Runtime
+    from disync_operator.controller.runtime.process import Runtime
 
 log = logging.getLogger(__name__)
-PARALLEL = 16
+PAGE = 500  # objects queued by the sweep at once: memory stays flat however many there are
 
 
 def needs_nudge(item: dict[str, Any], seen: dict[str, int], now: dt.datetime, min_age: float) -> bool:
@@ -43,38 +44,31 @@ def needs_nudge(item: dict[str, Any], seen: dict[str, int], now: dt.datetime, mi
 
 
 async def sweep_once(runtime: Runtime, *, observe: bool, nudge_min_age: float | None) -> tuple[int, int]:
-    """One pass over every object: (objects observed, objects nudged). `nudge_min_age=None`: no nudging."""
-    # Imported here: handlers imports this module to start the loop.
-    from disync_operator.controller.handlers import object_logger, reconcile
-
+    """One pass over every object: (objects observed, objects nudged). `nudge_min_age=None`: no nudging. Visits go
+    through the work queue (so never two reconciles of one object at once), a page at a time, and the pass returns
+    when its visits are done."""
     kube = await runtime.kube()
     now = dt.datetime.now(dt.UTC)
-    slots = asyncio.Semaphore(PARALLEL)
     observed = nudged = 0
-
-    async def visit(item: dict[str, Any]) -> None:
-        nonlocal observed, nudged
-        async with slots:
-            body, logger = object_logger(runtime, item)
-            if nudge_min_age is not None and needs_nudge(item, runtime.seen, now, nudge_min_age):
-                await reconcile(runtime, body, logger, source="sweep")
-                nudged += 1
-                return
-            if not observe or item.get("metadata", {}).get("deletionTimestamp"):
-                return
-            # reconcile() never raises: one object's surprise can't stop the loop for the others.
-            await reconcile(runtime, body, logger, source="sweep", observe=True)
-            observed += 1
-
     targets: list[str | None] = list(runtime.settings.namespaces) or [None]
     for namespace in targets:
-        page: list[asyncio.Task[None]] = []
+        page: list[str] = []
         async for item in kube.list_instances(namespace):
-            page.append(asyncio.create_task(visit(item)))
-            if len(page) >= 500:
-                await asyncio.gather(*page)
+            meta = item.get("metadata", {})
+            uid = meta.get("uid", "")
+            if nudge_min_age is not None and needs_nudge(item, runtime.seen, now, nudge_min_age):
+                runtime.work.add(uid, item, Source.SWEEP)
+                nudged += 1
+            elif observe and not meta.get("deletionTimestamp"):
+                runtime.work.add(uid, item, Source.OBSERVE, observe=True)
+                observed += 1
+            else:
+                continue
+            page.append(uid)
+            if len(page) >= PAGE:
+                await runtime.work.settled(page)
                 page = []
-        await asyncio.gather(*page)
+        await runtime.work.settled(page)
     return observed, nudged
 
 

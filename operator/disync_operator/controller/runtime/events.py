@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from disync_operator.controller.kube import KubeClient, KubeError
+from disync_operator.controller.runtime.kube import KubeApi, KubeError
 
 log = logging.getLogger(__name__)
 COMPONENT = "disync-operator"
@@ -62,11 +62,11 @@ class EventRecorder:
         except asyncio.QueueFull:
             self.dropped += 1
 
-    async def run(self, kube: KubeClient) -> None:
+    async def run(self, kube: KubeApi) -> None:
         """Post queued Events until cancelled."""
         await asyncio.gather(*(self._post(kube) for _ in range(POSTERS)))
 
-    async def _post(self, kube: KubeClient) -> None:
+    async def _post(self, kube: KubeApi) -> None:
         while True:
             body = await self._queue.get()
             try:

@@ -13,7 +13,7 @@ import ssl
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import kopf
@@ -36,6 +36,30 @@ class KubeError(Exception):
 
 class Conflict(KubeError):
     pass
+
+
+class KubeApi(Protocol):
+    """The calls the operator makes itself (kopf's watch aside): what an in-memory fake stands in for in tests."""
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any]: ...
+
+    async def patch_status(self, namespace: str, name: str, update: t.StatusUpdate) -> dict[str, Any]: ...
+
+    async def patch_metadata(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None,
+        finalizers: list[str] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> dict[str, Any]: ...
+
+    def list_instances(self, namespace: str | None, *, page_size: int = 500) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def create_event(self, namespace: str, event: dict[str, Any]) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class KubeClient:
@@ -101,10 +125,12 @@ class KubeClient:
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
         return await self._request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        """Merge-patch .status, unconditionally: the start intent (patch_metadata) is the write with a precondition."""
+    async def patch_status(self, namespace: str, name: str, update: t.StatusUpdate) -> dict[str, Any]:
+        """Merge-patch .status with exactly the fields `update` sets, unconditionally: the start intent
+        (patch_metadata) is the write with a precondition. The one place a status update becomes JSON."""
         path = f"/apis/{t.GROUP}/{t.VERSION}/namespaces/{namespace}/{t.PLURAL}/{name}/status"
-        return await self._request("PATCH", path, json={"status": status}, params=TRUSTED, headers=MERGE_PATCH)
+        body = {"status": update.to_patch()}
+        return await self._request("PATCH", path, json=body, params=TRUSTED, headers=MERGE_PATCH)
 
     async def list_instances(self, namespace: str | None, *, page_size: int = 500) -> AsyncIterator[dict[str, Any]]:
         """Every DISyncInstance (in one namespace, or all), page by page so memory stays flat."""

@@ -1,0 +1,80 @@
+"""The reconcile policy, as pure functions: nothing here talks to Kubernetes or DataWorks.
+
+- `backoff`: how long to wait (exponential backoff with jitter; the clock);
+- `start`:   the exactly-once rules (the start decision, the start intent, what deletion does);
+- `status`:  what each outcome writes into status (typed `StatusUpdate`s with their conditions);
+- `reasons`: condition reasons, and the reason each DataWorks error gives.
+
+The reconciler feeds them facts and applies what they return, so the rules that matter (never two starts per
+generation, when to retry, what each condition says) live in one place and are tested without a cluster.
+"""
+
+from .backoff import Backoff, now
+from .reasons import READY, SYNCED, TERMINAL_REASONS, Reason, error_reason, error_summary
+from .start import (
+    RUNNING_STATES,
+    STARTED_STATES,
+    Action,
+    StartDecision,
+    StopAction,
+    decide_start,
+    decide_stop,
+    failed_for_good,
+    needs_finalizer,
+    new_intent,
+    orphaned_on_delete,
+    start_may_have_happened,
+    start_took_effect,
+    started_by_us,
+    unanswered,
+)
+from .status import (
+    Observation,
+    after_sending,
+    answer,
+    failed_terminally,
+    invalid_spec,
+    live_condition,
+    observed,
+    retry_scheduled,
+    set_condition,
+    started,
+    stop_failed,
+)
+
+__all__ = [
+    "READY",
+    "RUNNING_STATES",
+    "STARTED_STATES",
+    "SYNCED",
+    "TERMINAL_REASONS",
+    "Action",
+    "Backoff",
+    "Observation",
+    "Reason",
+    "StartDecision",
+    "StopAction",
+    "after_sending",
+    "answer",
+    "decide_start",
+    "decide_stop",
+    "error_reason",
+    "error_summary",
+    "failed_for_good",
+    "failed_terminally",
+    "invalid_spec",
+    "live_condition",
+    "needs_finalizer",
+    "new_intent",
+    "now",
+    "observed",
+    "orphaned_on_delete",
+    "retry_scheduled",
+    "set_condition",
+    "start_may_have_happened",
+    "start_took_effect",
+    "started",
+    "started_by_us",
+    "stop_failed",
+    "unanswered",
+]

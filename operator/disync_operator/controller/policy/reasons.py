@@ -1,0 +1,83 @@
+"""Condition types and reasons, and which reason each DataWorks error gives."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from disync_operator.dataworks import (
+    AccessDeniedError,
+    AuthenticationError,
+    ClockSkewError,
+    CredentialsError,
+    DataWorksError,
+    InvalidParameterError,
+    OperationFailedError,
+)
+
+READY = "Ready"
+SYNCED = "Synced"
+
+
+class Reason(StrEnum):
+    """Condition reasons. Terminal ones wait for a spec or credentials change; the others resolve on their own."""
+
+    # Ready=True
+    RUNNING = "Running"
+    STARTED = "Started"
+    # Ready=False or Unknown, transient
+    RETRY_SCHEDULED = "RetryScheduled"
+    CLOCK_SKEW = "ClockSkew"
+    DELETING = "Deleting"
+    # Ready=False, terminal
+    START_FAILED = "StartFailed"
+    INVALID_SPEC = "InvalidSpec"
+    INVALID_PARAMETER = "InvalidParameter"
+    ACCESS_DENIED = "AccessDenied"
+    AUTHENTICATION_FAILED = "AuthenticationFailed"
+    CREDENTIALS_UNAVAILABLE = "CredentialsUnavailable"
+    NOT_RUNNING = "NotRunning"
+    STOP_FAILED = "StopFailed"
+    # Synced
+    RECONCILE_SUCCESS = "ReconcileSuccess"
+    RECONCILE_ERROR = "ReconcileError"
+
+
+TERMINAL_REASONS = frozenset(
+    {
+        Reason.START_FAILED,
+        Reason.INVALID_SPEC,
+        Reason.INVALID_PARAMETER,
+        Reason.ACCESS_DENIED,
+        Reason.AUTHENTICATION_FAILED,
+        Reason.CREDENTIALS_UNAVAILABLE,
+    }
+)
+
+
+def error_reason(error: DataWorksError) -> Reason:
+    if isinstance(error, OperationFailedError):
+        return Reason.START_FAILED
+    if isinstance(error, InvalidParameterError):
+        return Reason.INVALID_PARAMETER
+    if isinstance(error, AccessDeniedError):
+        return Reason.ACCESS_DENIED
+    if isinstance(error, AuthenticationError):
+        return Reason.AUTHENTICATION_FAILED
+    if isinstance(error, CredentialsError):
+        return Reason.CREDENTIALS_UNAVAILABLE
+    if isinstance(error, ClockSkewError):
+        return Reason.CLOCK_SKEW
+    return Reason.RETRY_SCHEDULED
+
+
+def error_summary(error: DataWorksError) -> str:
+    """One line for status, Events and logs: the API's code and message, and its RequestId."""
+    parts = [error.code or type(error).__name__]
+    if error.api_message:
+        parts.append(error.api_message)
+    elif error.message:
+        parts.append(error.message)
+    text = ": ".join(parts)
+    if error.request_id:
+        text += f" (RequestId {error.request_id})"
+    return text

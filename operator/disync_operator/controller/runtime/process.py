@@ -1,0 +1,92 @@
+"""What every reconcile of one operator process shares: settings, clients, the queue, timers, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from dataclasses import dataclass, field
+
+import httpx
+import kopf
+
+from disync_operator.controller.metrics import Metrics
+from disync_operator.controller.policy import Backoff
+from disync_operator.controller.runtime.events import EventRecorder
+from disync_operator.controller.runtime.kube import KubeApi, KubeClient
+from disync_operator.controller.runtime.requeue import Requeue
+from disync_operator.controller.runtime.workqueue import WorkQueue
+from disync_operator.controller.settings import OperatorSettings
+from disync_operator.controller.task import DataWorksTask
+from disync_operator.dataworks import CredentialsProvider, default_credentials_provider
+
+
+def instance_identity(settings: OperatorSettings) -> str:
+    if settings.instance_id:
+        return settings.instance_id
+    # POD_NAME is set by the Deployment's downward API; a pid distinguishes restarts of the same pod.
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}/{os.getpid()}"
+
+
+@dataclass
+class Runtime:
+    settings: OperatorSettings
+    metrics: Metrics = field(default_factory=Metrics)
+    default_credentials: CredentialsProvider = field(default_factory=default_credentials_provider)
+    me: str = ""
+    # How DataWorks calls travel; None: over the network (tests pass the emulator's in-process transport).
+    dataworks_transport: httpx.AsyncBaseTransport | None = None
+    dataworks: DataWorksTask = field(init=False)
+    backoff: Backoff = field(init=False)
+    _kube: KubeApi | None = field(init=False, default=None)
+    _connected: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    background: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+    # UID -> the generation an event of this process last brought: the sweep nudges only what kopf never delivered.
+    seen: dict[str, int] = field(init=False, default_factory=dict)
+    requeue: Requeue = field(init=False, default_factory=Requeue)
+    events: EventRecorder = field(init=False)
+    # UIDs whose deletion this process completed (finalizer released); dropped when their DELETED event comes.
+    finalized: set[str] = field(init=False, default_factory=set)
+    # Objects waiting for a reconcile (every watch event, requeue and sweep visit goes through it).
+    work: WorkQueue = field(init=False, default_factory=WorkQueue)
+    kopf_settings: kopf.OperatorSettings = field(init=False, default_factory=kopf.OperatorSettings)
+
+    def __post_init__(self) -> None:
+        self.me = self.me or instance_identity(self.settings)
+        self.events = EventRecorder(self.me)
+        self.metrics.queued.set_function(lambda: len(self.work))
+        s = self.settings
+        self.backoff = Backoff(base=s.backoff_base, factor=s.backoff_factor, cap=s.backoff_cap)
+        self.dataworks = DataWorksTask(
+            s, self.default_credentials, on_call=self.metrics.on_call, transport=self.dataworks_transport
+        )
+
+    def forget(self, uid: str) -> bool:
+        """The object is gone: drop everything this process kept about it. True if this process finalized it."""
+        self.seen.pop(uid, None)
+        self.work.forget(uid)
+        self.requeue.cancel(uid)
+        finalized = uid in self.finalized
+        self.finalized.discard(uid)
+        return finalized
+
+    def connected(self, info: kopf.ConnectionInfo) -> None:
+        if self._kube is None:
+            self.use_kube(KubeClient.from_connection(info))
+
+    def use_kube(self, kube: KubeApi) -> None:
+        """The Kubernetes client every write goes through (tests pass an in-memory one)."""
+        self._kube = kube
+        self._connected.set()
+
+    async def kube(self) -> KubeApi:
+        await self._connected.wait()
+        assert self._kube is not None
+        return self._kube
+
+    async def aclose(self) -> None:
+        for task in self.background:
+            task.cancel()
+        await self.dataworks.aclose()
+        if self._kube is not None:
+            await self._kube.aclose()

@@ -1,0 +1,125 @@
+"""The cloud side of a DISyncInstance: observe, start and stop its DataWorks task. Crossplane's ExternalClient.
+
+This is the one place that knows DataWorks: the request models, the task-type mapping and the endpoint each region
+goes to. The reconciler hands it a spec and credentials and gets typed answers or a `DataWorksError`; the policy
+(conditions, backoff, exactly-once) lives outside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+
+from disync_operator import types as t
+from disync_operator.controller.settings import OperatorSettings
+from disync_operator.dataworks import (
+    ActionResponse,
+    ClientOptions,
+    CredentialsProvider,
+    DataWorksClient,
+    DataWorksError,
+    GetDISyncInstanceInfoRequest,
+    InstanceInfoResponse,
+    StartDISyncInstanceRequest,
+    StopDISyncInstanceRequest,
+    resolve_endpoint,
+)
+from disync_operator.dataworks import TaskType as ApiTaskType
+
+CallHook = Callable[[str, str, float], None]
+WriteIntent = Callable[[], Awaitable[t.StartIntent]]
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    """What became of a start: the intent written before the request left (None: it never left), and the API's
+    answer or the error. Exactly one of `response` and `error` is set."""
+
+    intent: t.StartIntent | None
+    response: ActionResponse | None = None
+    error: DataWorksError | None = None
+
+
+class DataWorksTask:
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        default_credentials: CredentialsProvider,
+        *,
+        on_call: CallHook | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._settings = settings
+        self._default_credentials = default_credentials
+        self._transport = transport
+        self._options = ClientOptions(
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            qps=settings.qps,
+            max_concurrency=settings.max_concurrency,
+            on_call=on_call,
+        )
+        self._clients: dict[str, DataWorksClient] = {}
+
+    def endpoint_for(self, region: str | None) -> str:
+        s = self._settings
+        if s.endpoint:
+            return resolve_endpoint(None, override=s.endpoint)
+        return resolve_endpoint(region or s.region, vpc=s.use_vpc_endpoint)
+
+    def _client(self, spec: t.DISyncInstanceSpec) -> DataWorksClient:
+        """One pooled client per endpoint. The QPS limit and concurrency cap are per client, so with an endpoint
+        override (every region goes to one place) all CRs share one budget."""
+        endpoint = self.endpoint_for(spec.region)
+        client = self._clients.get(endpoint)
+        if client is None:
+            client = self._clients[endpoint] = DataWorksClient(
+                endpoint, self._default_credentials, options=self._options, transport=self._transport
+            )
+        return client
+
+    async def observe(self, spec: t.DISyncInstanceSpec, credentials: CredentialsProvider) -> InstanceInfoResponse:
+        """The task's live state (GetDISyncInstanceInfo)."""
+        request = GetDISyncInstanceInfoRequest(
+            project_id=spec.project_id, task_type=ApiTaskType(spec.task_type.value), file_id=spec.file_id
+        )
+        return await self._client(spec).get_instance_info(request, credentials=credentials)
+
+    async def start(
+        self, spec: t.DISyncInstanceSpec, credentials: CredentialsProvider, *, write_intent: WriteIntent
+    ) -> StartOutcome:
+        """StartDISyncInstance. `write_intent` runs once the rate limit and concurrency cap let the call go, just
+        before the request leaves (so the intent's time is the send time, and its lease covers the call's flight);
+        if it raises, nothing is sent and the error propagates."""
+        request = StartDISyncInstanceRequest(
+            project_id=spec.project_id,
+            task_type=ApiTaskType(spec.task_type.value),
+            file_id=spec.file_id,
+            start_param=spec.api_start_param(),
+        )
+        written: list[t.StartIntent] = []
+
+        async def before_send() -> None:
+            written.append(await write_intent())
+
+        try:
+            response = await self._client(spec).start_instance(
+                request, credentials=credentials, before_send=before_send
+            )
+        except DataWorksError as error:
+            return StartOutcome(written[0] if written else None, error=error)
+        return StartOutcome(written[0], response=response)
+
+    async def stop(self, spec: t.DISyncInstanceSpec, credentials: CredentialsProvider) -> ActionResponse:
+        """StopDISyncInstance (real-time tasks only: the API has no stop for a solution)."""
+        request = StopDISyncInstanceRequest(
+            project_id=spec.project_id, task_type=ApiTaskType(spec.task_type.value), file_id=spec.file_id
+        )
+        return await self._client(spec).stop_instance(request, credentials=credentials)
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
