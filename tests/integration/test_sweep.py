@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import kopf
 import pytest
 from e2e_helpers import dsi
 
+from disync_operator.controller.reconciler import reconcile
 from disync_operator.controller.runtime import Runtime
 from disync_operator.controller.runtime.sweep import sweep_once
+from disync_operator.controller.runtime.workqueue import Work
 from disync_operator.controller.settings import OperatorSettings
 from disync_operator.devstack.controlplane import ControlPlane
 from disync_operator.devstack.kubectl import Kubectl
@@ -46,9 +49,15 @@ def test_only_unseen_unhandled_generations_are_reconciled(
         assert info is not None
         runtime.connected(info)
         runtime.seen[queued_uid] = 1  # a handler of this process has it (e.g. waiting for a rate-limit slot)
+
+        async def work(item: Work) -> None:
+            await reconcile(runtime, item, logging.getLogger("test"))
+
+        workers = asyncio.create_task(runtime.work.run(4, work))
         try:
             return await sweep_once(runtime, observe=True, nudge_min_age=0)
         finally:
+            workers.cancel()
             await runtime.aclose()
 
     with pytest.MonkeyPatch.context() as patch:

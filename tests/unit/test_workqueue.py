@@ -185,3 +185,18 @@ def test_stale_bodies_and_echoes_are_not_queued_but_requeues_and_deletions_are()
     queue.add("u", body("u", "11"), Source.DELETED)
     queue.add("u", body("u", "12"), Source.EVENT)  # nothing after the object is gone replaces its deletion
     assert len(queue) == 1
+
+
+async def test_a_live_state_visit_never_takes_the_place_of_an_event() -> None:
+    queue = WorkQueue()
+    queue.add("a", body("a", "5"), Source.EVENT)
+    queue.add("a", body("a", "5"), Source.OBSERVE, observe=True)  # the sweep lists the same version
+    served: list[Work] = []
+    done = asyncio.Event()
+
+    async def reconcile(work: Work) -> None:
+        served.append(work)
+        done.set()
+
+    await drain(queue, 1, reconcile, done)
+    assert [(served_as(w), w.observe) for w in served] == [(("5", "event"), True)]

@@ -330,15 +330,16 @@ async def reconcile(rt: Runtime, work: Work, logger: Logger) -> None:
         reconciler.deleted(rt.forget(uid))
         rt.metrics.set_ready(object_key(work.body), None)
         return
-    # The sweep's live-state visit of a started object only reads the live state; every other visit starts what
-    # needs starting (a sweep visit too: it also retries terminal failures whose credentials changed).
-    follow_only = work.source is Source.OBSERVE and reconciler.status.started_generation == reconciler.generation
+    # The sweep's live-state visit starts nothing, except a terminal failure's retry once its credentials changed;
+    # everything else that brings an object starts what needs starting.
+    status, generation = reconciler.status, reconciler.generation
+    starts = work.source is not Source.OBSERVE or status.failed_generation == generation
     settled = False
     try:
         if reconciler.deleting:
             delay = await reconciler.finalize()
         else:
-            delay = None if follow_only else await reconciler.start()
+            delay = await reconciler.start() if starts else None
             if work.observe:
                 await reconciler.follow()
         settled = True
@@ -362,5 +363,5 @@ async def reconcile(rt: Runtime, work: Work, logger: Logger) -> None:
         rt.work.wrote(uid, reconciler.resource_version, settled=True)
     if delay is not None:
         rt.requeue.schedule(uid, reconciler.latest or work.body, delay)
-    elif not follow_only:
+    elif starts:
         rt.requeue.cancel(uid)

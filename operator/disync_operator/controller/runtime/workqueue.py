@@ -111,6 +111,8 @@ class WorkQueue:
                     self._waiting[uid] = replace(known, observe=True)
                 return
             observe = observe or known.observe
+            if source is Source.OBSERVE:
+                source = known.source  # a live-state visit never takes the place of what else brought the object
         self._waiting[uid] = _Waiting(
             version, json.dumps(trimmed(body), separators=(",", ":")).encode(), source, observe
         )
