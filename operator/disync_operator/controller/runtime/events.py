@@ -66,13 +66,23 @@ class EventRecorder:
         """Post queued Events until cancelled."""
         await asyncio.gather(*(self._post(kube) for _ in range(POSTERS)))
 
+    async def post_queued(self, kube: KubeApi) -> int:
+        """Post what is queued now, in order, and return how many (the in-process tests read Events this way)."""
+        count = 0
+        while not self._queue.empty():
+            await self._post_one(kube, self._queue.get_nowait())
+            count += 1
+        return count
+
     async def _post(self, kube: KubeApi) -> None:
         while True:
-            body = await self._queue.get()
-            try:
-                await kube.create_event(body["metadata"]["namespace"], body)
-            except (KubeError, httpx.HTTPError) as error:
-                log.warning("event %s for %s not posted: %s", body["reason"], body["involvedObject"]["name"], error)
-            if self.dropped:
-                log.warning("%d event(s) dropped: the API server is not keeping up", self.dropped)
-                self.dropped = 0
+            await self._post_one(kube, await self._queue.get())
+
+    async def _post_one(self, kube: KubeApi, body: dict[str, Any]) -> None:
+        try:
+            await kube.create_event(body["metadata"]["namespace"], body)
+        except (KubeError, httpx.HTTPError) as error:
+            log.warning("event %s for %s not posted: %s", body["reason"], body["involvedObject"]["name"], error)
+        if self.dropped:
+            log.warning("%d event(s) dropped: the API server is not keeping up", self.dropped)
+            self.dropped = 0

@@ -39,6 +39,11 @@ class Requeue:
         heapq.heappush(self._heap, (when, uid))
         self._changed.set()
 
+    def due_in(self, uid: str) -> float | None:
+        """Seconds until the object is looked at again, or None if it is not waiting."""
+        entry = self._due.get(uid)
+        return None if entry is None else max(0.0, entry[0] - self._now())
+
     def cancel(self, uid: str) -> None:
         self._due.pop(uid, None)  # its heap entry is skipped when it comes up
 

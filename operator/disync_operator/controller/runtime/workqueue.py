@@ -159,6 +159,8 @@ class WorkQueue:
             entry = self._waiting.pop(uid, None)
             if entry is None:
                 continue  # discarded, or already taken under an earlier place in the line
+            if entry.source is not Source.DELETED and self.already_handled(uid, entry.version, echo=False):
+                continue  # queued while its last reconcile ran, and that reconcile's write made it stale
             self._processing.add(uid)
             try:
                 await reconcile(Work(json.loads(entry.packed), entry.source, entry.observe))
