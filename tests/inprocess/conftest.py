@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from fakes import FakeDataWorks, FakeKube
 
-from disync_operator.controller.reconciler import reconcile
 from disync_operator.controller.runtime import Runtime, Source, Work
 from disync_operator.controller.settings import OperatorSettings
+from disync_operator.controller.worker import reconcile
 from disync_operator.dataworks import StaticCredentialsProvider
 
 LOG = logging.getLogger("inprocess")

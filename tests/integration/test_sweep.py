@@ -10,11 +10,11 @@ import kopf
 import pytest
 from e2e_helpers import dsi
 
-from disync_operator.controller.reconciler import reconcile
 from disync_operator.controller.runtime import Runtime
 from disync_operator.controller.runtime.sweep import sweep_once
 from disync_operator.controller.runtime.workqueue import Work
 from disync_operator.controller.settings import OperatorSettings
+from disync_operator.controller.worker import reconcile
 from disync_operator.devstack.controlplane import ControlPlane
 from disync_operator.devstack.kubectl import Kubectl
 from disync_operator.devstack.processes import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, EmulatorProcess

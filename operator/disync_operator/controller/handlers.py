@@ -14,8 +14,8 @@ from typing import Any, cast
 import kopf
 
 from disync_operator import types as t
-from disync_operator.controller.reconciler import reconcile
 from disync_operator.controller.runtime import Runtime, Source, Work, sweep_forever
+from disync_operator.controller.worker import reconcile
 
 RESOURCE = (t.GROUP, t.VERSION, t.PLURAL)
 

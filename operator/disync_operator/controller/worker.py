@@ -1,0 +1,59 @@
+"""A worker's turn: run the reconcile a queued object needs, and turn what went wrong into when to look again.
+
+The work queue (runtime/workqueue.py) guarantees no other reconcile of the object runs meanwhile.
+"""
+
+from __future__ import annotations
+
+from disync_operator.controller.credentials import CredentialsUnavailable
+from disync_operator.controller.reconciler import Logger, Reconciler, object_key
+from disync_operator.controller.runtime.kube import Conflict, KubeError
+from disync_operator.controller.runtime.process import Runtime
+from disync_operator.controller.runtime.workqueue import Source, Work
+
+
+async def reconcile(rt: Runtime, work: Work, logger: Logger) -> None:
+    """Reconcile one queued object (the work queue guarantees no other reconcile of it runs meanwhile), and arrange
+    the next look if it has to wait. Never raises: one object's surprise can't stop the workers."""
+    uid = (work.body.get("metadata") or {}).get("uid") or ""
+    rt.metrics.reconciles.labels(work.source.value).inc()
+    reconciler = Reconciler(rt, work.body, logger)
+    if work.source is Source.DELETED:
+        reconciler.deleted(rt.forget(uid))
+        rt.metrics.set_ready(object_key(work.body), None)
+        return
+    # The sweep's live-state visit starts nothing, except a terminal failure's retry once its credentials changed;
+    # everything else that brings an object starts what needs starting.
+    status, generation = reconciler.status, reconciler.generation
+    starts = work.source is not Source.OBSERVE or status.failed_generation == generation
+    settled = False
+    try:
+        if reconciler.deleting:
+            delay = await reconciler.finalize()
+        else:
+            delay = await reconciler.start() if starts else None
+            if work.observe:
+                await reconciler.follow()
+        settled = True
+    except Conflict:
+        # The object changed since this body was read; its newer version is on its way as an event and will be
+        # reconciled then. The requeue is the safety net should that event be lost.
+        delay = 1.0
+    except KubeError as error:
+        # Gone (404): its DELETED event ends its handling; anything else is worth another look.
+        delay = None if error.status == 404 else rt.backoff.recheck
+        if delay is not None:
+            logger.warning("reconcile failed, retrying in %.0fs: %s", delay, error)
+    except CredentialsUnavailable as error:
+        delay = rt.backoff.recheck
+        logger.warning("reconcile failed, retrying in %.0fs: %s", delay, error)
+    except Exception:
+        # A bug must not end the object's handling for good: log it, and come back later.
+        delay = rt.backoff.recheck
+        logger.exception("reconcile failed unexpectedly, retrying in %.0fs", delay)
+    if reconciler.latest is not None and settled:
+        rt.work.wrote(uid, reconciler.resource_version, settled=True)
+    if delay is not None:
+        rt.requeue.schedule(uid, reconciler.latest or work.body, delay)
+    elif starts:
+        rt.requeue.cancel(uid)
