@@ -120,3 +120,33 @@ def test_secret_ref_namespace_is_refused_by_the_model_too() -> None:
                 "credentials": {"secretRef": {"name": "ak", "namespace": "other"}},
             }
         )
+
+
+def test_a_status_update_has_exactly_the_fields_of_the_status() -> None:
+    """The typed update the policy returns mirrors the status: a field added to one must be added to the other."""
+    from disync_operator.types import DISyncInstanceStatus, StatusUpdate
+
+    def aliases(model: type[DISyncInstanceStatus] | type[StatusUpdate]) -> dict[str, str | None]:
+        return {name: info.alias for name, info in model.model_fields.items()}
+
+    assert aliases(StatusUpdate) == aliases(DISyncInstanceStatus)
+
+
+def test_a_status_update_writes_only_its_fields_each_whole() -> None:
+    import datetime as dt
+
+    from disync_operator.types import StartIntent, StatusUpdate
+
+    intent = StartIntent(generation=1, since=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), owner="a", id="x")
+    patch = StatusUpdate(unverified_intent=intent, request_id=None).to_patch()
+    # A None clears the field; a nested object is written whole (a merge patch would keep an older callEnded).
+    assert patch == {
+        "unverifiedIntent": {
+            "generation": 1,
+            "since": "2026-01-01T00:00:00Z",
+            "owner": "a",
+            "id": "x",
+            "callEnded": False,
+        },
+        "requestId": None,
+    }

@@ -11,7 +11,7 @@ Kubernetes is reached through `Runtime.kube()`, DataWorks through `Runtime.dataw
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -129,7 +129,9 @@ class Reconciler:
         # At once, not when the reconcile ends: a body queued meanwhile is stale from now on.
         self.rt.work.wrote(self.uid, self.resource_version, settled=False)
 
-    def event(self, type_: str, reason: str, message: str) -> None:
+    def event(
+        self, type_: Literal["Normal", "Warning"], reason: policy.Reason | policy.EventReason, message: str
+    ) -> None:
         self.rt.events.record(self.body, type_, reason, message)
 
     # -- start ----------------------------------------------------------------------------------------------------
@@ -200,12 +202,12 @@ class Reconciler:
         self.logger.info(
             "started generation %s (RequestId %s)", self.generation, request_id, extra={"request_id": request_id}
         )
-        self.event("Normal", "Started", f"StartDISyncInstance succeeded (RequestId {request_id})")
+        self.event("Normal", policy.EventReason.STARTED, f"StartDISyncInstance succeeded (RequestId {request_id})")
         return None
 
     async def write_intent(self, spec: t.DISyncInstanceSpec) -> t.StartIntent:
         """One metadata write carries the start intent and, where deletion must stop the task, our finalizer (on
-        the object before the task may run). Its resourceVersion precondition lets only one process claim a start."""
+        the object before the task may run). Its resourceVersion precondition lets only one process write it."""
         intent = policy.new_intent(self.generation, self.rt.me, policy.now())
         finalizers = None
         if policy.needs_finalizer(spec) and t.FINALIZER not in self.finalizers:
@@ -294,7 +296,7 @@ class Reconciler:
         except OperationFailedError as error:
             # The API answered "fail" (e.g. the task no longer exists): nothing left to stop.
             self.logger.warning("stop reported failure, releasing: %s", error)
-            self.event("Warning", "StopReportedFailure", policy.error_summary(error))
+            self.event("Warning", policy.EventReason.STOP_REPORTED_FAILURE, policy.error_summary(error))
             return None
         except DataWorksError as error:
             delay = self.rt.backoff.delay(self.status.stop_attempts + 1, error.retry_after)
@@ -305,11 +307,13 @@ class Reconciler:
             self.logger.info("stop failed, retrying in %.1fs: %s", delay, policy.error_summary(error))
             return delay
         self.logger.info("stopped", extra={"request_id": response.request_id})
-        self.event("Normal", "Stopped", f"StopDISyncInstance succeeded (RequestId {response.request_id})")
+        self.event(
+            "Normal", policy.EventReason.STOPPED, f"StopDISyncInstance succeeded (RequestId {response.request_id})"
+        )
         return None
 
     def orphaned(self) -> None:
-        self.event("Normal", "Orphaned", "deletionPolicy Orphan: the task is left as it is")
+        self.event("Normal", policy.EventReason.ORPHANED, "deletionPolicy Orphan: the task is left as it is")
 
     def deleted(self, finalized: bool) -> None:
         """The object is gone. Without our finalizer nothing was done at deletion: say so where a task is left."""

@@ -10,7 +10,7 @@ generation, when to retry, what each condition says) live in one place and are t
 """
 
 from .backoff import Backoff, now
-from .reasons import READY, SYNCED, TERMINAL_REASONS, Reason, error_reason, error_summary
+from .reasons import READY, SYNCED, TERMINAL_REASONS, EventReason, Reason, error_reason, error_summary
 from .start import (
     RUNNING_STATES,
     STARTED_STATES,
@@ -50,6 +50,7 @@ __all__ = [
     "TERMINAL_REASONS",
     "Action",
     "Backoff",
+    "EventReason",
     "Observation",
     "Reason",
     "StartDecision",

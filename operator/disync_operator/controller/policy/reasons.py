@@ -42,6 +42,15 @@ class Reason(StrEnum):
     RECONCILE_ERROR = "ReconcileError"
 
 
+class EventReason(StrEnum):
+    """Reasons of the Events that record something done (warnings use the condition's `Reason`)."""
+
+    STARTED = "Started"
+    STOPPED = "Stopped"
+    ORPHANED = "Orphaned"
+    STOP_REPORTED_FAILURE = "StopReportedFailure"
+
+
 TERMINAL_REASONS = frozenset(
     {
         Reason.START_FAILED,

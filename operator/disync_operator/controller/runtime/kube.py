@@ -161,7 +161,7 @@ class KubeClient:
         annotations: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Replace metadata.finalizers and/or set annotations, in one write; with the resourceVersion precondition,
-        so another's finalizer is never lost and two processes can't both claim a start."""
+        so another's finalizer is never lost and two processes can't both write a start intent."""
         path = f"/apis/{t.GROUP}/{t.VERSION}/namespaces/{namespace}/{t.PLURAL}/{name}"
         metadata: dict[str, Any] = {"resourceVersion": resource_version}
         if finalizers is not None:
