@@ -101,22 +101,55 @@ class StartParam(_Model):
         return json.dumps(self.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":"))
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [key for key, _ in pairs]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate key(s) in startParamJSON: {', '.join(duplicates)}")
+    return dict(pairs)
+
+
+def parse_start_param_json(text: str) -> StartParam:
+    """startParamJSON, held to exactly what the typed `startParam` admits (the API server checks that one with the
+    CRD's schema, this one only the operator can check): strict types (no "5" or true for a number), the API's
+    camelCase keys only, no unknown or duplicate keys. What is sent is re-serialised from the parsed model."""
+    json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    return StartParam.model_validate_json(text, strict=True, by_alias=True, by_name=False)
+
+
+# Kubernetes' own rules: a Secret's name is a DNS subdomain; a key in its data is [-._a-zA-Z0-9]+.
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
+
+
 class SecretKeyNames(_Model):
-    access_key_id: str = Field(default="accessKeyId", max_length=253, description="Key holding the AccessKey ID.")
+    access_key_id: str = Field(
+        default="accessKeyId",
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_KEY,
+        description="Key holding the AccessKey ID.",
+    )
     access_key_secret: str = Field(
-        default="accessKeySecret", max_length=253, description="Key holding the AccessKey secret."
+        default="accessKeySecret",
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_KEY,
+        description="Key holding the AccessKey secret.",
     )
     security_token: str = Field(
-        default="securityToken", max_length=253, description="Key holding an STS token (optional in the Secret)."
+        default="securityToken",
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_KEY,
+        description="Key holding an STS token (optional in the Secret).",
     )
 
 
 class SecretReference(_Model):
     """A Secret in the DISyncInstance's own namespace; other namespaces cannot be named."""
 
-    name: str = Field(
-        min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", description="Secret name."
-    )
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN, description="Secret name (a DNS subdomain).")
     keys: SecretKeyNames | None = Field(default=None, description="Key names inside the Secret, if not the defaults.")
     namespace: str | None = Field(
         default=None,
@@ -188,7 +221,7 @@ class DISyncInstanceSpec(_Model):
     @classmethod
     def _start_param_json_is_a_start_param(cls, value: str | None) -> str | None:
         if value is not None:
-            StartParam.model_validate_json(value)
+            parse_start_param_json(value)
         return value
 
     @model_validator(mode="after")
@@ -210,7 +243,7 @@ class DISyncInstanceSpec(_Model):
         if self.start_param is not None:
             return self.start_param.to_api_json()
         if self.start_param_json is not None:
-            return StartParam.model_validate_json(self.start_param_json).to_api_json()
+            return parse_start_param_json(self.start_param_json).to_api_json()
         return None
 
 

@@ -29,28 +29,36 @@ class Operator:
     dataworks: FakeDataWorks
     rt: Runtime
 
-    async def visit(self, name: str, source: Source = Source.EVENT, *, observe: bool = False) -> float | None:
+    async def visit(
+        self, name: str, source: Source = Source.EVENT, *, observe: bool = False, namespace: str = "default"
+    ) -> float | None:
         """Bring the object's current body to the work queue as `source` would, wait until it is reconciled, post its
         Events; returns when the object is to be looked at again (None: not waiting)."""
-        body = self.kube.body(name)
+        body = self.kube.body(name, namespace)
         uid = body["metadata"]["uid"]
+        if source is Source.EVENT:
+            self.rt.observed(body)  # as the watch event handler does
         self.rt.work.add(uid, body, source, observe=observe)
         await asyncio.wait_for(self.rt.work.settled([uid]), timeout=5)
         await self.rt.events.post_queued(self.kube)
         return self.rt.requeue.due_in(uid)
 
+    async def startup(self) -> None:
+        """What the operator's start-up does before any reconcile: index every object's DataWorks task."""
+        await self.rt.owners.load(self.kube.list_instances(None))
+
     async def gone(self, body: dict[str, Any]) -> None:
         """The DELETED watch event."""
         uid = body["metadata"]["uid"]
-        self.rt.work.add(uid, body, Source.DELETED)
+        self.rt.work.add(uid, body, Source.DELETED)  # the worker forgets it (Runtime.forget)
         await asyncio.wait_for(self.rt.work.settled([uid]), timeout=5)
         await self.rt.events.post_queued(self.kube)
 
-    def status(self, name: str) -> dict[str, Any]:
-        return dict(self.kube.objects[("default", name)].get("status") or {})
+    def status(self, name: str, namespace: str = "default") -> dict[str, Any]:
+        return dict(self.kube.objects[(namespace, name)].get("status") or {})
 
-    def ready(self, name: str) -> tuple[str, str]:
-        ready = next(c for c in self.status(name)["conditions"] if c["type"] == "Ready")
+    def ready(self, name: str, namespace: str = "default") -> tuple[str, str]:
+        ready = next(c for c in self.status(name, namespace)["conditions"] if c["type"] == "Ready")
         return ready["status"], ready["reason"]
 
     def events(self) -> list[tuple[str, str]]:
@@ -63,7 +71,13 @@ class Operator:
 @pytest.fixture
 async def operator() -> AsyncIterator[Operator]:
     kube, dataworks = FakeKube(), FakeDataWorks()
-    settings = OperatorSettings(endpoint="http://dataworks.test", metrics_port=0, liveness_port=0, qps=None)
+    settings = OperatorSettings(
+        endpoint="http://dataworks.test",
+        metrics_port=0,
+        liveness_port=0,
+        qps=None,
+        default_credentials_namespaces=["*"],
+    )
     rt = Runtime(
         settings,
         default_credentials=StaticCredentialsProvider("LTAIoperator", "operator-secret"),

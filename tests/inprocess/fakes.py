@@ -10,6 +10,7 @@ The subprocess e2e tests remain the proof against the real kube-apiserver and th
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import itertools
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 
 from disync_operator import types as t
+from disync_operator.controller.credentials import SECRET_TYPE
 from disync_operator.controller.runtime.kube import Conflict, KubeError
 
 
@@ -43,6 +45,7 @@ class FakeKube:
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self.writes: list[str] = []  # "metadata" / "status", in order, for every successful write
+        self.refuse_metadata = False  # answer metadata writes 422 (e.g. annotations at their size limit)
         self._versions = itertools.count(100)
         self._uids = itertools.count(1)
 
@@ -90,15 +93,16 @@ class FakeKube:
         del self.objects[(namespace, name)]
         return copy.deepcopy(obj)
 
-    def put_secret(self, name: str, data: dict[str, str], namespace: str = "default") -> None:
-        import base64
-
+    def put_secret(
+        self, name: str, data: dict[str, str], namespace: str = "default", *, type_: str = SECRET_TYPE
+    ) -> None:
         encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
         old = self.secrets.get((namespace, name))
         uid = old["metadata"]["uid"] if old else f"secret-uid-{next(self._uids)}"
         version = str(next(self._versions))
         self.secrets[(namespace, name)] = {
             "metadata": {"name": name, "namespace": namespace, "uid": uid, "resourceVersion": version},
+            "type": type_,
             "data": encoded,
         }
 
@@ -138,6 +142,8 @@ class FakeKube:
         obj = self._get(namespace, name)
         if resource_version is not None and resource_version != obj["metadata"]["resourceVersion"]:
             raise Conflict(409, "Conflict", "the object has been modified")
+        if self.refuse_metadata:
+            raise KubeError(422, "Invalid", "metadata.annotations: Too long: must have at most 262144 bytes")
         if finalizers is not None:
             obj["metadata"]["finalizers"] = finalizers
         if annotations is not None:

@@ -1,4 +1,10 @@
-"""Which credentials a DISyncInstance uses: a Secret in its own namespace, or the operator's default identity."""
+"""Which credentials a DISyncInstance uses: a Secret in its own namespace, or the operator's default identity.
+
+Two tenancy rules live here. A Secret is used only if it was made for the operator (its type, or a label): a CR's
+author may point at any Secret of the namespace, and must not be able to turn a TLS key or a database password into
+"credentials" sent to the cloud. The operator's own identity is used only in the namespaces the install allows.
+Nothing read from a Secret ever appears in a message: problems name the Secret and the key, never a value.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,19 @@ import binascii
 from dataclasses import dataclass
 
 from disync_operator.controller.runtime.kube import KubeApi, KubeError
-from disync_operator.dataworks import CredentialsError, CredentialsProvider, StaticCredentialsProvider
+from disync_operator.dataworks import (
+    CredentialsError,
+    CredentialsProvider,
+    StaticCredentialsProvider,
+    credential_problem,
+)
 from disync_operator.types import DISyncInstanceSpec, SecretKeyNames
 
 OPERATOR_DEFAULT = "operator-default"
+# A Secret opts in with this type, or with the label below (for Secrets whose type is set by another tool).
+SECRET_TYPE = "disync.dev/dataworks-credentials"
+SECRET_LABEL = "disync.dev/credentials"
+SECRET_LABEL_VALUE = "dataworks"
 
 
 @dataclass(frozen=True)
@@ -27,14 +42,27 @@ class CredentialsUnavailable(CredentialsError):
         self.version = version
 
 
-def _decode(data: dict[str, str], key: str) -> str | None:
+def meant_for_us(secret: dict[str, object]) -> bool:
+    meta = secret.get("metadata")
+    labels = meta.get("labels") if isinstance(meta, dict) else None
+    labelled = isinstance(labels, dict) and labels.get(SECRET_LABEL) == SECRET_LABEL_VALUE
+    return secret.get("type") == SECRET_TYPE or labelled
+
+
+def _value(data: dict[str, str], key: str, field: str, where: str, version: str) -> str | None:
+    """The key's value, checked; None if the key is absent. A bad value is refused by name, never quoted."""
     raw = data.get(key)
     if raw is None:
         return None
     try:
-        return base64.b64decode(raw, validate=True).decode().strip() or None
-    except (binascii.Error, UnicodeDecodeError):
-        return None
+        # Surrounding whitespace goes (a file written by an editor or `echo` ends in a line break); inside, none may be.
+        value = base64.b64decode(raw, validate=True).decode("ascii").strip()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise CredentialsUnavailable(f"{where} key {key}: not printable ASCII", version) from None
+    problem = credential_problem(field, value)
+    if problem is not None:
+        raise CredentialsUnavailable(f"{where} key {key}: {problem}", version)
+    return value
 
 
 async def resolve(
@@ -43,8 +71,16 @@ async def resolve(
     kube: KubeApi,
     default: CredentialsProvider,
     default_version: str = OPERATOR_DEFAULT,
+    *,
+    operator_identity_allowed: bool = True,
 ) -> ResolvedCredentials:
     if spec.credentials is None:
+        if not operator_identity_allowed:
+            raise CredentialsUnavailable(
+                f"namespace {namespace} may not use the operator's own identity "
+                "(DISYNC_DEFAULT_CREDENTIALS_NAMESPACES): set spec.credentials.secretRef",
+                f"{OPERATOR_DEFAULT}:not-allowed",
+            )
         return ResolvedCredentials(default, default_version)
     ref = spec.credentials.secret_ref
     where = f"Secret {namespace}/{ref.name}"
@@ -61,16 +97,22 @@ async def resolve(
         raise
     meta = secret.get("metadata", {})
     version = f"secret:{ref.name}:{meta.get('uid', '')}:{meta.get('resourceVersion', '')}"
+    if not meant_for_us(secret):
+        raise CredentialsUnavailable(
+            f"{where} is not meant for disync-operator: give it type {SECRET_TYPE} or the label "
+            f"{SECRET_LABEL}={SECRET_LABEL_VALUE}",
+            version,
+        )
     keys = ref.keys or SecretKeyNames()
     data = secret.get("data") or {}
-    access_key_id = _decode(data, keys.access_key_id)
-    access_key_secret = _decode(data, keys.access_key_secret)
+    access_key_id = _value(data, keys.access_key_id, "access_key_id", where, version)
+    access_key_secret = _value(data, keys.access_key_secret, "access_key_secret", where, version)
     missing = [
         k for k, v in ((keys.access_key_id, access_key_id), (keys.access_key_secret, access_key_secret)) if not v
     ]
     if missing:
-        raise CredentialsUnavailable(f"{where} has no (valid) key(s): {', '.join(missing)}", version)
+        raise CredentialsUnavailable(f"{where} has no key(s): {', '.join(missing)}", version)
     assert access_key_id
     assert access_key_secret
-    token = _decode(data, keys.security_token)
+    token = _value(data, keys.security_token, "security_token", where, version)
     return ResolvedCredentials(StaticCredentialsProvider(access_key_id, access_key_secret, token), version)

@@ -39,12 +39,18 @@ def register(registry: kopf.OperatorRegistry) -> None:
     async def start_background(*, memo: Any, settings: kopf.OperatorSettings, **_: Any) -> None:
         runtime: Runtime = memo.runtime
         runtime.kopf_settings = settings
+        # Before any reconcile: who manages which DataWorks task must be known for every object, not only for
+        # those whose events came first (kopf waits for start-up handlers before it watches).
+        kube = await runtime.kube()
+        targets: list[str | None] = list(runtime.settings.namespaces) or [None]
+        for namespace in targets:
+            await runtime.owners.load(kube.list_instances(namespace))
 
         async def work(item: Work) -> None:
             await reconcile(runtime, item, object_logger(runtime, item.body))
 
         async def post_events() -> None:
-            await runtime.events.run(await runtime.kube())
+            await runtime.events.run(kube)
 
         def requeued(raw: dict[str, Any]) -> None:
             runtime.work.add(raw.get("metadata", {}).get("uid", ""), raw, Source.REQUEUE)
@@ -63,8 +69,10 @@ def register(registry: kopf.OperatorRegistry) -> None:
     async def on_event(*, type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
         runtime: Runtime = memo.runtime
         uid = body.metadata.uid or ""
+        raw = dict(body)
         if type == "DELETED":
-            runtime.work.add(uid, dict(body), Source.DELETED)
+            runtime.work.add(uid, raw, Source.DELETED)
             return
         runtime.seen[uid] = int(body.metadata.get("generation") or 0)
-        runtime.work.add(uid, dict(body), Source.EVENT)
+        runtime.observed(raw)
+        runtime.work.add(uid, raw, Source.EVENT)

@@ -69,6 +69,10 @@ class Reconciler:
         self.deleting = bool(meta.get("deletionTimestamp"))
         self.status = parse_status(body)
         self.spec, self.spec_problem = parse_spec(body)
+        if self.spec is not None:
+            region_problem = rt.dataworks.region_problem(self.spec)
+            if region_problem is not None:
+                self.spec, self.spec_problem = None, region_problem
         self.resource_version: str | None = meta.get("resourceVersion")
         self.latest: dict[str, Any] | None = None  # the object as our last write left it
         # The start intent on the object that the next status write answers (policy.answer).
@@ -77,15 +81,15 @@ class Reconciler:
 
     # -- facts ----------------------------------------------------------------------------------------------------
 
-    def intent_on_object(self) -> t.StartIntent | None:
+    def read_intent(self) -> policy.IntentOnObject:
         raw = ((self.body.get("metadata") or {}).get("annotations") or {}).get(t.START_INTENT)
-        if not raw:
-            return None
-        try:
-            return t.StartIntent.model_validate_json(raw)
-        except ValidationError:
-            self.logger.warning("ignoring an unreadable %s annotation", t.START_INTENT)
-            return None
+        read = policy.read_intent(raw, policy.now(), self.rt.settings.start_lease_seconds)
+        if read.unreadable:
+            self.logger.warning("the %s annotation is %s: ignored, and verified first", t.START_INTENT, read.unreadable)
+        return read
+
+    def intent_on_object(self) -> t.StartIntent | None:
+        return self.read_intent().intent
 
     async def credentials(self, spec: t.DISyncInstanceSpec) -> ResolvedCredentials:
         """Resolved once per reconcile. The operator's own identity can only change with a restart (new env, RAM
@@ -93,7 +97,12 @@ class Reconciler:
         if self._credentials is None:
             default_version = f"{OPERATOR_DEFAULT}:{self.rt.me}"
             self._credentials = await resolve(
-                spec, self.namespace, await self.rt.kube(), self.rt.default_credentials, default_version
+                spec,
+                self.namespace,
+                await self.rt.kube(),
+                self.rt.default_credentials,
+                default_version,
+                operator_identity_allowed=self.rt.settings.may_use_operator_identity(self.namespace),
             )
         return self._credentials
 
@@ -145,6 +154,9 @@ class Reconciler:
                 await self.write(policy.invalid_spec(self.status, self.generation, self.spec_problem, at))
                 self.event("Warning", policy.Reason.INVALID_SPEC, self.spec_problem)
             return None
+        owner = self.other_owner()
+        if owner is not None:
+            return await self.conflict(owner)
         try:
             creds = await self.credentials(spec)
         except CredentialsUnavailable as error:
@@ -154,7 +166,8 @@ class Reconciler:
             self.event("Warning", policy.Reason.CREDENTIALS_UNAVAILABLE, str(error))
             return None
 
-        intent = self.intent_on_object()
+        read = self.read_intent()
+        intent = read.intent
         decision = policy.decide_start(
             generation=self.generation,
             status=self.status,
@@ -162,6 +175,7 @@ class Reconciler:
             lease_seconds=self.rt.settings.start_lease_seconds,
             at=at,
             intent=intent,
+            unreadable_intent=read.unreadable is not None,
         )
         self.logger.debug("start decision: %s %s", decision.action, decision.why)
         if decision.action is policy.Action.NOTHING:
@@ -189,7 +203,13 @@ class Reconciler:
                 return None
 
         # The intent goes on the object when the rate limit lets the call go, before the request leaves.
-        outcome = await self.rt.dataworks.start(spec, creds.provider, write_intent=lambda: self.write_intent(spec))
+        try:
+            outcome = await self.rt.dataworks.start(spec, creds.provider, write_intent=lambda: self.write_intent(spec))
+        except KubeError as error:
+            if error.status != 422:
+                raise
+            # The API server refused the intent (e.g. annotations at their 256 KiB limit): nothing was sent.
+            return await self.intent_rejected(error)
         if outcome.intent is not None:
             self.status = policy.after_sending(self.status, self.generation, outcome.intent)
             self.answering = outcome.intent
@@ -205,6 +225,20 @@ class Reconciler:
         self.event("Normal", policy.EventReason.STARTED, f"StartDISyncInstance succeeded (RequestId {request_id})")
         return None
 
+    def other_owner(self) -> policy.TaskClaim | None:
+        """The other resource that manages this one's DataWorks task, if it is not this one."""
+        owner = self.rt.owners.owner_of(self.uid)
+        return owner if owner is not None and owner.uid != self.uid else None
+
+    async def conflict(self, owner: policy.TaskClaim) -> float:
+        """Another resource manages this task: call nothing, say who. Looked at again every minute, and at once
+        when the owner goes or moves to another task (Runtime.observed)."""
+        update = policy.conflict(self.status, self.generation, owner.name, policy.now())
+        if update is not None:
+            await self.write(update)
+            self.event("Warning", policy.Reason.CONFLICT, f"the DataWorks task is managed by {owner.name}")
+        return self.rt.backoff.recheck
+
     async def write_intent(self, spec: t.DISyncInstanceSpec) -> t.StartIntent:
         """One metadata write carries the start intent and, where deletion must stop the task, our finalizer (on
         the object before the task may run). Its resourceVersion precondition lets only one process write it."""
@@ -216,6 +250,15 @@ class Reconciler:
         annotation = intent.model_dump_json(exclude={"call_ended"})
         await self.patch_metadata(finalizers=finalizers, annotations={t.START_INTENT: annotation})
         return intent
+
+    async def intent_rejected(self, error: KubeError) -> float:
+        update = policy.intent_rejected(self.status, self.generation, error.reason, policy.now())
+        if update is not None:
+            await self.write(update)
+            self.event(
+                "Warning", policy.Reason.INTENT_REJECTED, f"the API server refused the start intent: {error.status}"
+            )
+        return self.rt.backoff.recheck
 
     async def start_failed(
         self, error: DataWorksError, creds: ResolvedCredentials, *, keep_unverified: bool, count_attempt: bool = False
@@ -250,7 +293,7 @@ class Reconciler:
     async def follow(self) -> None:
         """Read the live state of the started task, record what changed, and warn once when it stops running."""
         spec = self.spec
-        if spec is None or self.status.started_generation != self.generation:
+        if spec is None or self.status.started_generation != self.generation or self.other_owner() is not None:
             return
         try:
             info = await self.rt.dataworks.observe(spec, (await self.credentials(spec)).provider)
@@ -286,6 +329,8 @@ class Reconciler:
         spec = self.spec
         if spec is None:
             return None
+        if self.other_owner() is not None:
+            return None  # the task is another resource's: deleting this one stops nothing
         action = policy.decide_stop(spec, self.status, self.intent_on_object())
         if action is policy.StopAction.ORPHAN:
             self.orphaned()

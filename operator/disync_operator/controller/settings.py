@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from disync_operator.dataworks import resolve_endpoint
+
 
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DISYNC_", extra="ignore", frozen=True)
@@ -37,6 +39,13 @@ class OperatorSettings(BaseSettings):
     # How long another process's start intent is trusted before it is verified (covers a call in flight).
     start_lease_seconds: float = Field(default=30.0, gt=0)
 
+    # Tenancy. Namespaces whose CRs may use the operator's own identity (environment or RRSA) when they name no
+    # Secret; ["*"] = every namespace. Default: none, so a tenant gets the operator's cloud access only where the
+    # install says so (the shipped manifests set it explicitly).
+    default_credentials_namespaces: list[str] = Field(default_factory=list)
+    # Regions newer than the official SDK's endpoint map (dataworks.<region>.aliyuncs.com); anything else is refused.
+    extra_regions: list[str] = Field(default_factory=list)
+
     # Operator process.
     namespaces: list[str] = Field(default_factory=list, description="Namespaces to watch; empty = cluster-wide")
     peering: str | None = Field(default=None, description="kopf peering name; unset = standalone")
@@ -53,10 +62,20 @@ class OperatorSettings(BaseSettings):
         default=None, description="Identity in start intents; default POD_NAME/hostname+pid"
     )
 
+    def may_use_operator_identity(self, namespace: str) -> bool:
+        allowed = self.default_credentials_namespaces
+        return "*" in allowed or namespace in allowed
+
     @model_validator(mode="after")
     def _endpoint_or_region(self) -> OperatorSettings:
         if not self.endpoint and not self.region:
             raise ValueError("set DISYNC_REGION (e.g. cn-shanghai) or DISYNC_ENDPOINT")
+        return self
+
+    @model_validator(mode="after")
+    def _known_region(self) -> OperatorSettings:
+        if self.region is not None:
+            resolve_endpoint(self.region, extra_regions=self.extra_regions)  # UnknownRegionError is a ValueError
         return self
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ from disync_operator.dataworks import (
     InstanceInfoResponse,
     StartDISyncInstanceRequest,
     StopDISyncInstanceRequest,
+    UnknownRegionError,
     resolve_endpoint,
 )
 from disync_operator.dataworks import TaskType as ApiTaskType
@@ -63,11 +64,23 @@ class DataWorksTask:
         )
         self._clients: dict[str, DataWorksClient] = {}
 
+    def region_problem(self, spec: t.DISyncInstanceSpec) -> str | None:
+        """Why the spec's region can't be used, before any call: only DataWorks regions (the official SDK's endpoint
+        map, and DISYNC_EXTRA_REGIONS) ever become a host, so a CR can't send credentials anywhere else."""
+        region = spec.region or self._settings.region
+        if region is None:
+            return None  # an endpoint override and no default region: the override is the one place calls go
+        try:
+            resolve_endpoint(region, extra_regions=self._settings.extra_regions)
+        except UnknownRegionError as error:
+            return f"spec.region: {error}"
+        return None
+
     def endpoint_for(self, region: str | None) -> str:
         s = self._settings
         if s.endpoint:
             return resolve_endpoint(None, override=s.endpoint)
-        return resolve_endpoint(region or s.region, vpc=s.use_vpc_endpoint)
+        return resolve_endpoint(region or s.region, vpc=s.use_vpc_endpoint, extra_regions=s.extra_regions)
 
     def _client(self, spec: t.DISyncInstanceSpec) -> DataWorksClient:
         """One pooled client per endpoint. The QPS limit and concurrency cap are per client, so with an endpoint

@@ -134,6 +134,8 @@ class OperatorProcess:
             "DISYNC_METRICS_PORT": str(self.metrics_port),
             "ALIBABA_CLOUD_ACCESS_KEY_ID": DEMO_ACCESS_KEY_ID,
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEMO_ACCESS_KEY_SECRET,
+            # The local stack has one tenant: every namespace may use the (emulator's) operator identity.
+            "DISYNC_DEFAULT_CREDENTIALS_NAMESPACES": '["*"]',
             **self.env,
         }
         with self.log_path.open("ab") as log:

@@ -28,6 +28,8 @@ class Reason(StrEnum):
     RETRY_SCHEDULED = "RetryScheduled"
     CLOCK_SKEW = "ClockSkew"
     DELETING = "Deleting"
+    INTENT_REJECTED = "IntentRejected"
+    CONFLICT = "Conflict"  # another resource manages the same DataWorks task
     # Ready=False, terminal
     START_FAILED = "StartFailed"
     INVALID_SPEC = "InvalidSpec"
@@ -76,6 +78,8 @@ def error_reason(error: DataWorksError) -> Reason:
         return Reason.CREDENTIALS_UNAVAILABLE
     if isinstance(error, ClockSkewError):
         return Reason.CLOCK_SKEW
+    if not error.retryable:
+        return Reason.START_FAILED  # any other terminal error: it is not retried, so it must not say RetryScheduled
     return Reason.RETRY_SCHEDULED
 
 

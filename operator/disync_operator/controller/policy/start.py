@@ -45,6 +45,29 @@ def unanswered(status: DISyncInstanceStatus, intent: StartIntent | None) -> Star
     return status.unverified_intent
 
 
+@dataclass(frozen=True)
+class IntentOnObject:
+    """The start-intent annotation as read: the intent, or (`unreadable`) an annotation that can't be trusted (not
+    ours, malformed, or dated in the future). An unreadable one may still stand for a start that was sent, so it
+    makes the next start verify first; it never makes anything wait."""
+
+    intent: StartIntent | None = None
+    unreadable: str | None = None  # what is wrong with it
+
+
+def read_intent(raw: str | None, at: dt.datetime, lease_seconds: float) -> IntentOnObject:
+    if not raw:
+        return IntentOnObject()
+    try:
+        intent = StartIntent.model_validate_json(raw)
+    except ValueError:
+        return IntentOnObject(unreadable="not a start intent")
+    if (intent.since - at).total_seconds() > lease_seconds:
+        # Trusting it would wait until that date: a clock that far ahead, or a hand-written value.
+        return IntentOnObject(unreadable=f"dated in the future ({intent.since.isoformat()})")
+    return IntentOnObject(intent)
+
+
 def new_intent(generation: int, me: str, at: dt.datetime) -> StartIntent:
     return StartIntent(generation=generation, since=at, owner=me, id=secrets.token_hex(8))
 
@@ -66,8 +89,10 @@ def decide_start(
     lease_seconds: float,
     at: dt.datetime,
     intent: StartIntent | None = None,
+    unreadable_intent: bool = False,
 ) -> StartDecision:
-    """`intent`: the start intent on the object, if any."""
+    """`intent`: the start intent on the object, if any; `unreadable_intent`: there is an annotation that can't be
+    read, so a start may have been sent that nothing records."""
     if status.started_generation == generation:
         return StartDecision(Action.NOTHING, why=f"generation {generation} already started")
     if failed_for_good(status, generation, credentials_version):
@@ -90,6 +115,8 @@ def decide_start(
                 Action.WAIT, wait_seconds=lease_seconds - age, why=f"start in flight by {open_intent.owner}"
             )
         return StartDecision(Action.VERIFY, why="an earlier start of this generation has no recorded outcome")
+    if unreadable_intent:
+        return StartDecision(Action.VERIFY, why="the start-intent annotation can't be read")
     return StartDecision(Action.START)
 
 
@@ -118,6 +145,27 @@ def start_may_have_happened(error: DataWorksError) -> bool:
     if isinstance(error, TransportError) and not error.request_may_have_been_sent:  # noqa: SIM103
         return False  # never reached the server
     return True
+
+
+# --- one resource per task ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaskClaim:
+    """A resource naming a DataWorks task: what decides whether it manages it."""
+
+    uid: str
+    name: str  # namespace/name, for the message the others show
+    created: str  # creationTimestamp (RFC 3339, so it sorts as text)
+    started: bool  # its status records a start
+
+
+def task_owner(claims: list[TaskClaim]) -> TaskClaim | None:
+    """Who manages a task several resources name: one that has started it (it already acts on the task), else the
+    oldest; ties by uid, so every process agrees."""
+    if not claims:
+        return None
+    return min(claims, key=lambda c: (not c.started, c.created, c.uid))
 
 
 # --- deletion ----------------------------------------------------------------------------------------------------

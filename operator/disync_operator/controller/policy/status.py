@@ -223,6 +223,47 @@ def invalid_spec(status: DISyncInstanceStatus, generation: int, problem: str, at
     )
 
 
+def intent_rejected(
+    status: DISyncInstanceStatus, generation: int, api_reason: str, at: dt.datetime
+) -> StatusUpdate | None:
+    """The API server refused the start intent's metadata write (422): nothing was started. None if status says so
+    already (looked at again every minute, and at once when the object changes)."""
+    message = (
+        f"the API server refused the start intent ({api_reason or 'Invalid'}), so nothing was started: "
+        f"metadata.annotations is probably at its 256 KiB limit; make room and it is retried"
+    )
+    current = status.condition(READY)
+    if current is not None and current.reason == Reason.INTENT_REJECTED and current.message == message:
+        return None
+    return StatusUpdate(
+        observed_generation=generation,
+        conditions=conditions(
+            status,
+            generation,
+            at,
+            ("False", Reason.INTENT_REJECTED, message),
+            ("False", Reason.RECONCILE_ERROR, message),
+        ),
+    )
+
+
+def conflict(status: DISyncInstanceStatus, generation: int, owner: str, at: dt.datetime) -> StatusUpdate | None:
+    """Another resource manages the same DataWorks task; None if status says so already."""
+    message = (
+        f"the same DataWorks task (region, project, file) is managed by {owner}: this resource calls nothing "
+        "while that one exists"
+    )
+    current = status.condition(READY)
+    if current is not None and current.reason == Reason.CONFLICT and current.message == message:
+        return None
+    return StatusUpdate(
+        observed_generation=generation,
+        conditions=conditions(
+            status, generation, at, ("False", Reason.CONFLICT, message), ("False", Reason.RECONCILE_ERROR, message)
+        ),
+    )
+
+
 # --- the live state ----------------------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import kopf
@@ -14,6 +15,7 @@ from disync_operator.controller.metrics import Metrics
 from disync_operator.controller.policy import Backoff
 from disync_operator.controller.runtime.events import EventRecorder
 from disync_operator.controller.runtime.kube import KubeApi, KubeClient
+from disync_operator.controller.runtime.owners import TaskOwners
 from disync_operator.controller.runtime.requeue import Requeue
 from disync_operator.controller.runtime.workqueue import WorkQueue
 from disync_operator.controller.settings import OperatorSettings
@@ -47,6 +49,8 @@ class Runtime:
     events: EventRecorder = field(init=False)
     # UIDs whose deletion this process completed (finalizer released); dropped when their DELETED event comes.
     finalized: set[str] = field(init=False, default_factory=set)
+    # Which object manages each DataWorks task (one per task; see owners.py).
+    owners: TaskOwners = field(init=False)
     # Objects waiting for a reconcile (every watch event, requeue and sweep visit goes through it).
     work: WorkQueue = field(init=False, default_factory=WorkQueue)
     kopf_settings: kopf.OperatorSettings = field(init=False, default_factory=kopf.OperatorSettings)
@@ -56,13 +60,22 @@ class Runtime:
         self.events = EventRecorder(self.me)
         self.metrics.queued.set_function(lambda: len(self.work))
         s = self.settings
+        self.owners = TaskOwners(s.region)
         self.backoff = Backoff(base=s.backoff_base, factor=s.backoff_factor, cap=s.backoff_cap)
         self.dataworks = DataWorksTask(
             s, self.default_credentials, on_call=self.metrics.on_call, transport=self.dataworks_transport
         )
 
+    def observed(self, body: dict[str, Any]) -> None:
+        """A watch event brought this version of the object: keep the task index current, and look again at once at
+        the objects whose task owner this may have changed."""
+        for other in self.owners.update(body):
+            self.requeue.hurry(other)
+
     def forget(self, uid: str) -> bool:
         """The object is gone: drop everything this process kept about it. True if this process finalized it."""
+        for other in self.owners.remove(uid):
+            self.requeue.hurry(other)
         self.seen.pop(uid, None)
         self.work.forget(uid)
         self.requeue.cancel(uid)

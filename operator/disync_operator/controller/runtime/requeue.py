@@ -44,6 +44,12 @@ class Requeue:
         entry = self._due.get(uid)
         return None if entry is None else max(0.0, entry[0] - self._now())
 
+    def hurry(self, uid: str) -> None:
+        """Look at a waiting object now rather than at its time (something it waits for has changed)."""
+        entry = self._due.get(uid)
+        if entry is not None:
+            self.schedule(uid, entry[1], 0.0)
+
     def cancel(self, uid: str) -> None:
         self._due.pop(uid, None)  # its heap entry is skipped when it comes up
 
