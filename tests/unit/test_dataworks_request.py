@@ -369,9 +369,13 @@ def test_response_models_serialise_to_wire_names() -> None:
     [
         ("cn-shanghai", False, None, "https://dataworks.cn-shanghai.aliyuncs.com"),
         ("cn-shanghai", True, None, "https://dataworks-vpc.cn-shanghai.aliyuncs.com"),
-        ("ap-southeast-7", True, None, "https://dataworks-vpc.ap-southeast-7.aliyuncs.com"),
+        (" cn-shanghai ", False, None, "https://dataworks.cn-shanghai.aliyuncs.com"),
+        # The SDK sends these to the central endpoint, whatever the network.
+        ("cn-qingdao", False, None, "https://dataworks.aliyuncs.com"),
+        ("cn-qingdao", True, None, "https://dataworks.aliyuncs.com"),
         (None, False, "dataworks.example.internal", "https://dataworks.example.internal"),
         ("cn-shanghai", True, "http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+        ("oss-cn-hangzhou", False, "http://127.0.0.1:8080", "http://127.0.0.1:8080"),  # the override wins
         ("cn-shanghai", False, "  ", "https://dataworks.cn-shanghai.aliyuncs.com"),
     ],
 )
@@ -379,7 +383,17 @@ def test_resolve_endpoint(region: str | None, vpc: bool, override: str | None, e
     assert resolve_endpoint(region, vpc=vpc, override=override) == expected
 
 
-@pytest.mark.parametrize("region", [None, "", "  ", "cn shanghai", "cn-shanghai.evil.com/"])
+def test_resolve_endpoint_extra_region() -> None:
+    # A region newer than the SDK pin, allowed by the operator's configuration.
+    extra = ["ap-southeast-7"]
+    assert resolve_endpoint("ap-southeast-7", extra_regions=extra) == "https://dataworks.ap-southeast-7.aliyuncs.com"
+    assert (
+        resolve_endpoint("ap-southeast-7", vpc=True, extra_regions=extra)
+        == "https://dataworks-vpc.ap-southeast-7.aliyuncs.com"
+    )
+
+
+@pytest.mark.parametrize("region", [None, "", "  ", "cn shanghai", "cn-shanghai.evil.com/", "ap-southeast-7"])
 def test_resolve_endpoint_rejects_missing_or_bad_region(region: str | None) -> None:
     with pytest.raises(ValueError, match="region"):
         resolve_endpoint(region)

@@ -9,6 +9,10 @@ The public face is this module; everything behind it is private and may change::
 
 Each call is one signed attempt (ACS3-HMAC-SHA256). Failures raise a :class:`DataWorksError` subclass whose
 ``retryable`` and ``retry_after`` tell the caller whether and when to try again.
+
+Credentials go only to DataWorks hosts: :func:`resolve_endpoint` takes a host from ``REGION_ENDPOINTS`` (the official
+SDK's map) or builds it from a region id the operator's configuration allows, and raises :class:`UnknownRegionError`
+otherwise. Credential values are checked by :func:`credential_problem`, which describes a bad value without quoting it.
 """
 
 from ._client import API_VERSION, ClientOptions, DataWorksClient
@@ -18,9 +22,10 @@ from ._credentials import (
     EnvironmentCredentialsProvider,
     OIDCRoleCredentialsProvider,
     StaticCredentialsProvider,
+    credential_problem,
     default_credentials_provider,
 )
-from ._endpoints import resolve_endpoint
+from ._endpoints import REGION_ENDPOINTS, UnknownRegionError, allowed_regions, resolve_endpoint
 from ._errors import (
     AccessDeniedError,
     AuthenticationError,
@@ -55,6 +60,7 @@ from ._models import (
 
 __all__ = [
     "API_VERSION",
+    "REGION_ENDPOINTS",
     "AccessDeniedDetail",
     "AccessDeniedError",
     "ActionData",
@@ -89,6 +95,9 @@ __all__ = [
     "TerminateDISyncInstanceRequest",
     "ThrottlingError",
     "TransportError",
+    "UnknownRegionError",
+    "allowed_regions",
+    "credential_problem",
     "default_credentials_provider",
     "resolve_endpoint",
 ]

@@ -3,6 +3,11 @@
 One :class:`DataWorksClient` per endpoint, one pooled ``httpx.AsyncClient`` inside it, shared by every custom
 resource; credentials may differ per call. Each call is a single signed attempt: the operator owns retries and
 backoff, the client's job is to classify the outcome precisely (see ``_errors``).
+
+A failure while a request is built or sent is reported by the exception's class and a fixed text only: HTTP
+libraries quote the offending header value in their messages, and that value may be a credential. Such errors are
+raised outside the ``except`` block, so the original exception is not reachable as ``__cause__`` or ``__context__``
+either (where a traceback printer or a log handler would find it).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .. import __version__
-from ._credentials import Credentials, CredentialsProvider
+from ._credentials import Credentials, CredentialsProvider, credentials_problem
 from ._errors import (
     CredentialsError,
     DataWorksError,
@@ -163,6 +168,47 @@ def _raw_retry_after(headers: httpx.Headers, status: int) -> float | None:
                 return None
         return max(seconds, 0.0)
     return None
+
+
+# Fixed texts per httpx exception class, most specific first (the first isinstance match wins).
+_SEND_FAILURES: tuple[tuple[type[Exception], str], ...] = (
+    (httpx.ConnectTimeout, "connect timed out"),
+    (httpx.ReadTimeout, "read timed out"),
+    (httpx.WriteTimeout, "write timed out"),
+    (httpx.PoolTimeout, "timed out waiting for a free connection"),
+    (httpx.TimeoutException, "timed out"),
+    (httpx.ConnectError, "connection failed"),
+    (httpx.ReadError, "reading the response failed"),
+    (httpx.WriteError, "sending the request failed"),
+    (httpx.CloseError, "closing the connection failed"),
+    (httpx.NetworkError, "network error"),
+    (httpx.ProxyError, "the proxy failed the request"),
+    (httpx.UnsupportedProtocol, "unsupported URL scheme"),
+    (httpx.RemoteProtocolError, "the server broke the HTTP protocol"),
+    (httpx.LocalProtocolError, "the request could not be encoded (a header value is invalid)"),
+    (httpx.ProtocolError, "HTTP protocol error"),
+    (httpx.DecodingError, "cannot decode the response body"),
+    (httpx.TransportError, "transport failure"),
+)
+# No byte of the request left: the connection, or a pooled one, was never obtained.
+_NOT_SENT = (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError)
+
+
+def _send_failure(exc: Exception, action: str, base_url: str) -> DataWorksError:
+    """The error to raise for ``exc`` from ``httpx.AsyncClient.send``: the class name as ``code`` and a fixed text,
+    never ``str(exc)``."""
+    code = type(exc).__name__
+    text = next((text for cls, text in _SEND_FAILURES if isinstance(exc, cls)), "unexpected error sending the request")
+    message = f"{text} ({base_url})"
+    if isinstance(exc, _NOT_SENT):
+        return TransportError(message, request_may_have_been_sent=False, code=code, action=action)
+    if isinstance(exc, httpx.DecodingError):
+        return MalformedResponseError(text, code=code, action=action)
+    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+        return TerminalError(message, code=code, action=action)
+    # Any other transport error, and anything unexpected (not an httpx error): bytes may have left, so the caller
+    # must not assume the request never arrived.
+    return TransportError(message, code=code, action=action)
 
 
 class DataWorksClient:
@@ -309,16 +355,22 @@ class DataWorksClient:
                 "no credentials: pass a CredentialsProvider to DataWorksClient(...) or to the call (credentials=...)"
             )
         try:
-            return await provider.get_credentials()
+            credentials = await provider.get_credentials()
         except DataWorksError:
             raise
         except Exception as exc:
-            # Only the type: a third-party provider's message could quote what it was loading.
-            raise CredentialsError(
-                f"credentials provider {type(provider).__name__} failed: {type(exc).__name__}"
-            ) from exc
+            failure = type(exc).__name__
+        else:
+            # Checked whatever the provider: a value HTTP refuses would make httpx quote it in its error message.
+            problem = credentials_problem(credentials)
+            if problem is None:
+                return credentials
+            raise CredentialsError(f"credentials provider {type(provider).__name__} returned unusable {problem}")
+        # Only the type, raised outside the handler: a third-party provider's message could quote what it was
+        # loading, and it must not survive as __context__ either.
+        raise CredentialsError(f"credentials provider {type(provider).__name__} failed: {failure}") from None
 
-    async def _send(self, action: str, query: dict[str, str], creds: Credentials) -> tuple[int, httpx.Headers, bytes]:
+    def _signed_request(self, action: str, query: dict[str, str], creds: Credentials) -> httpx.Request:
         # Date and nonce are minted here, per attempt: a retried call must never reuse a nonce.
         url, headers = build_signed_request(
             base_url=self._base_url,
@@ -328,25 +380,33 @@ class DataWorksClient:
             credentials=creds,
             user_agent=self._options.user_agent,
         )
-        request = self._http.build_request("POST", url, headers=headers, content=b"")
+        return self._http.build_request("POST", url, headers=headers, content=b"")
+
+    def _build_request(self, action: str, query: dict[str, str], creds: Credentials) -> httpx.Request:
+        # The work is in _signed_request so that its frame, whose locals hold the plain header values, is part of
+        # the discarded exception's traceback only, not of the one raised here.
+        try:
+            return self._signed_request(action, query, creds)
+        except Exception as exc:
+            code = type(exc).__name__
+        # Nothing was sent, and the same credentials would fail again: terminal until they change. (Validated
+        # credentials cannot get here; this is the backstop for whatever slips through, e.g. a non-ASCII value
+        # that httpx refuses to encode with a UnicodeEncodeError quoting it.)
+        raise CredentialsError(
+            "the signed request could not be built: a credential or header value is not a valid HTTP header value",
+            code=code,
+            action=action,
+        ) from None
+
+    async def _send(self, action: str, query: dict[str, str], creds: Credentials) -> tuple[int, httpx.Headers, bytes]:
+        request = self._build_request(action, query, creds)
         try:
             response = await self._http.send(request)
-        except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError) as exc:
-            raise TransportError(
-                f"{type(exc).__name__} connecting to {self._base_url}: {exc}",
-                request_may_have_been_sent=False,
-                code=type(exc).__name__,
-                action=action,
-            ) from exc
-        except httpx.DecodingError as exc:
-            raise MalformedResponseError(f"cannot decode response body: {type(exc).__name__}", action=action) from exc
-        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
-            raise TerminalError(f"cannot send request: {type(exc).__name__}: {exc}", action=action) from exc
-        except httpx.TransportError as exc:
-            raise TransportError(
-                f"{type(exc).__name__} talking to {self._base_url}: {exc}", code=type(exc).__name__, action=action
-            ) from exc
-        return response.status_code, response.headers, response.content
+            return response.status_code, response.headers, response.content
+        except Exception as exc:
+            failure = _send_failure(exc, action, self._base_url)
+        # Raised outside the handler: `from None` alone would still keep the httpx error as __context__.
+        raise failure from None
 
     def _parse(self, action: str, response_cls: type[_R], status: int, headers: httpx.Headers, body: bytes) -> _R:
         header_request_id = headers.get("x-acs-request-id")

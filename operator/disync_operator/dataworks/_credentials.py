@@ -2,6 +2,10 @@
 
 Secrets (AccessKey secret, STS security token, OIDC token) are held as ``pydantic.SecretStr`` or kept local to
 one function, so they never reach ``repr()``, ``str()``, log records or exception text.
+
+Every credential value a provider hands out has passed :func:`credential_problem`: it goes into HTTP headers, and a
+value HTTP refuses (a line break, a space, a non-ASCII character) makes the HTTP library raise an error that quotes
+the whole header, i.e. the secret. Refused here, a value is described ("contains a line break"), never shown.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 import httpx
@@ -23,6 +29,7 @@ from ._models import ErrorBody, WireModel
 from ._signing import utc_timestamp
 
 __all__ = [
+    "CREDENTIAL_MAX_LENGTH",
     "ENV_ACCESS_KEY_ID",
     "ENV_ACCESS_KEY_SECRET",
     "ENV_OIDC_PROVIDER_ARN",
@@ -38,6 +45,8 @@ __all__ = [
     "EnvironmentCredentialsProvider",
     "OIDCRoleCredentialsProvider",
     "StaticCredentialsProvider",
+    "credential_problem",
+    "credentials_problem",
     "default_credentials_provider",
     "resolve_sts_endpoint",
 ]
@@ -74,6 +83,65 @@ class CredentialsProvider(Protocol):
     async def get_credentials(self) -> Credentials: ...
 
 
+# Longest accepted value per field. AccessKey ids are ~24 characters and secrets ~30; the limits leave room for
+# other formats without letting a pasted file through. STS security tokens are long (about 1-2 KB typical, more
+# with a session policy), so theirs is generous; past it a header is more likely garbage than a token.
+CREDENTIAL_MAX_LENGTH: Mapping[str, int] = MappingProxyType(
+    {"access_key_id": 128, "access_key_secret": 256, "security_token": 16384}
+)
+# Printable ASCII without the space: what every AccessKey, secret and STS token is made of, and always a valid HTTP
+# header value (no folding, no encoding question).
+_VALID_CREDENTIAL = re.compile(r"[\x21-\x7e]+")
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def credential_problem(field: str, value: str) -> str | None:
+    """None if ``value`` is usable as ``field`` ("access_key_id", "access_key_secret" or "security_token"), else what
+    is wrong with it, e.g. "contains a line break".
+
+    The description never contains the value or any part of it (nor its length), so it may go to a status, an
+    Event or a log. The value is checked as given: strip surrounding whitespace first if that is wanted.
+    """
+    limit = CREDENTIAL_MAX_LENGTH.get(field)
+    if limit is None:
+        raise ValueError(f"unknown credential field {field!r}; expected one of {', '.join(CREDENTIAL_MAX_LENGTH)}")
+    if not value:
+        return "is empty"
+    problems: list[str] = []
+    if not _VALID_CREDENTIAL.fullmatch(value):
+        problems.append(_content_problem(value))
+    if len(value) > limit:
+        problems.append(f"is longer than {limit} characters")
+    return " and ".join(problems) or None
+
+
+def _content_problem(value: str) -> str:
+    # The most telling problem first: a line break usually means a pasted file or a stray `echo`.
+    chars = set(value)
+    if chars & _LINE_BREAKS:
+        return "contains a line break"
+    if any(char.isspace() for char in chars):
+        return "contains whitespace"
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in chars):
+        return "contains a control character"
+    return "contains a non-ASCII character"
+
+
+def credentials_problem(credentials: Credentials) -> str | None:
+    """The first problem of ``credentials`` as "<field> <problem>", or None if every value is usable."""
+    values = [
+        ("access_key_id", credentials.access_key_id),
+        ("access_key_secret", credentials.access_key_secret.get_secret_value()),
+    ]
+    if credentials.security_token is not None:
+        values.append(("security_token", credentials.security_token.get_secret_value()))
+    for field, value in values:
+        problem = credential_problem(field, value)
+        if problem is not None:
+            return f"{field} {problem}"
+    return None
+
+
 def _secret(value: str | SecretStr) -> SecretStr:
     return value if isinstance(value, SecretStr) else SecretStr(value)
 
@@ -87,16 +155,22 @@ class StaticCredentialsProvider:
         access_key_secret: str | SecretStr,
         security_token: str | SecretStr | None = None,
     ) -> None:
-        secret = _secret(access_key_secret)
-        token = None if security_token is None else _secret(security_token)
-        if not access_key_id.strip() or not secret.get_secret_value().strip():
-            raise CredentialsError("AccessKey id and secret must both be non-empty")
-        if token is not None and not token.get_secret_value().strip():
-            token = None
+        # Surrounding whitespace goes (a value read from a file or an `echo` ends in a line break); inside, none may be.
+        key_id = access_key_id.strip()
+        secret = _secret(access_key_secret).get_secret_value().strip()
+        token = None if security_token is None else _secret(security_token).get_secret_value().strip()
+        for field, value in (("access_key_id", key_id), ("access_key_secret", secret)):
+            problem = credential_problem(field, value)
+            if problem is not None:
+                raise CredentialsError(f"static credentials: {field} {problem}")
+        if token:
+            problem = credential_problem("security_token", token)
+            if problem is not None:
+                raise CredentialsError(f"static credentials: security_token {problem}")
         self._credentials = Credentials(
-            access_key_id=access_key_id.strip(),
-            access_key_secret=SecretStr(secret.get_secret_value().strip()),
-            security_token=token,
+            access_key_id=key_id,
+            access_key_secret=SecretStr(secret),
+            security_token=SecretStr(token) if token else None,
         )
 
     async def get_credentials(self) -> Credentials:
@@ -125,6 +199,13 @@ class EnvironmentCredentialsProvider:
             pairs = ((ENV_ACCESS_KEY_ID, key_id), (ENV_ACCESS_KEY_SECRET, secret))
             missing = [name for name, value in pairs if not value]
             raise CredentialsError(f"environment credentials incomplete: set {' and '.join(missing)}")
+        checks = [("access_key_id", ENV_ACCESS_KEY_ID, key_id), ("access_key_secret", ENV_ACCESS_KEY_SECRET, secret)]
+        if token:
+            checks.append(("security_token", ENV_SECURITY_TOKEN, token))
+        for field, variable, value in checks:
+            problem = credential_problem(field, value)
+            if problem is not None:
+                raise CredentialsError(f"environment credentials: {variable} {problem}")
         return Credentials(
             access_key_id=key_id,
             access_key_secret=SecretStr(secret),
@@ -391,14 +472,17 @@ class OIDCRoleCredentialsProvider:
                 retryable=transient or code.startswith(("Throttling", "InternalError", "ServiceUnavailable")),
             )
         try:
-            parsed = _STSResponse.model_validate_json(body)
+            parsed: _STSResponse | None = _STSResponse.model_validate_json(body)
         except ValidationError:
-            # Never include the body: a half-valid success response carries the secret and token.
+            parsed = None
+        if parsed is None:
+            # Never include the body: a half-valid success response carries the secret and token. Raised outside the
+            # handler so that the ValidationError, which quotes the input, is not kept as __context__ either.
             raise CredentialsError(
                 f"AssumeRoleWithOIDC returned HTTP 200 without well-formed Credentials ({len(body)} bytes)",
                 http_status=status,
                 retryable=True,
-            ) from None
+            )
         sts = parsed.credentials
         expires_at = sts.expiration if sts.expiration.tzinfo else sts.expiration.replace(tzinfo=UTC)
         credentials = Credentials(
@@ -407,6 +491,11 @@ class OIDCRoleCredentialsProvider:
             security_token=sts.security_token,
             expiration=expires_at,
         )
+        problem = credentials_problem(credentials)
+        if problem is not None:
+            raise CredentialsError(
+                f"AssumeRoleWithOIDC returned unusable credentials: {problem}", http_status=status, retryable=True
+            )
         log.debug(
             "obtained STS credentials for %s (RequestId %s), expiring %s",
             self.role_arn,
