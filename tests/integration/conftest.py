@@ -27,7 +27,7 @@ FAST = {
 
 @pytest.fixture
 def emulator() -> Iterator[EmulatorProcess]:
-    process = EmulatorProcess(config=EMULATOR_CONFIG).start()
+    process = EmulatorProcess(config=EMULATOR_CONFIG).start(timeout=60)
     yield process
     process.stop()
 

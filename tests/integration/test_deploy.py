@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_helpers import condition, wait_ready, wait_reason
+from e2e_helpers import DEADLINE, condition, wait_ready, wait_reason
 
 from disync_operator.devstack.controlplane import ControlPlane, build_binaries, service_account_user
 from disync_operator.devstack.kubectl import Kubectl
@@ -82,7 +82,7 @@ def deployed(admin_kubectl: Kubectl, rendered: list[dict[str, Any]]) -> list[dic
 @pytest.fixture
 def demo_emulator() -> Iterator[EmulatorProcess]:
     # The demo registry `make run` uses (no --config): the examples must work against exactly that.
-    process = EmulatorProcess().start()
+    process = EmulatorProcess().start(timeout=DEADLINE)
     yield process
     process.stop()
 
@@ -114,7 +114,8 @@ def run_operator(
             env={**env, **FAST_ENV},
         )
         started.append(process)
-        return process.start()
+        # kopf answers /healthz only after its first login and listing: slow on a loaded machine (cf. tests/conftest).
+        return process.start(timeout=DEADLINE)
 
     yield start
     for process in started:
@@ -298,7 +299,7 @@ def test_all_example_manifests_are_accepted(
 def test_explain_shows_the_field_docs(admin_kubectl: Kubectl, deployed: list[dict[str, Any]]) -> None:
     text = wait_for(
         lambda: admin_kubectl.run("explain", "disyncinstance.spec.startParam", check=False).stdout,
-        timeout=30,
+        timeout=DEADLINE,
         what="the CRD schema to be published for kubectl explain",
     )
     assert "Start parameters as an object (DI_REALTIME only)" in text
@@ -383,7 +384,7 @@ def test_lifecycle_with_only_the_shipped_rbac(
         return {(e["involvedObject"]["name"], e["reason"]) for e in kubectl.get_json("events")["items"]}
 
     expected = {("orders-realtime", "Started"), ("orders-realtime", "Stopped"), ("users-realtime", "Orphaned")}
-    wait_for(lambda: expected <= reasons(), timeout=30, what=f"events {expected}")
+    wait_for(lambda: expected <= reasons(), timeout=DEADLINE, what=f"events {expected}")
     # Events were only ever created (kopf never patches one): `create` alone sufficed, and nothing was refused.
     assert forbidden_lines(operator) == []
     assert operator.running
@@ -411,13 +412,15 @@ def restrict(admin_kubectl: Kubectl, deployed: list[dict[str, Any]]) -> Iterator
         role["rules"] = [rule for rule in role["rules"] if rule["verbs"]]
         apply(role)
         # RBAC changes reach the authorizer through an informer: wait until it answers "no".
-        wait_for(lambda: not can_i(admin_kubectl, verb, resource_arg(group, resource)), timeout=30, what="revocation")
+        wait_for(
+            lambda: not can_i(admin_kubectl, verb, resource_arg(group, resource)), timeout=DEADLINE, what="revocation"
+        )
 
     yield without
     apply(full)
     wait_for(
         lambda: all(can_i(admin_kubectl, v, resource_arg(g, r)) for g, r, v in PERMISSIONS),
-        timeout=30,
+        timeout=DEADLINE,
         what="the full role to be in force again",
     )
 
@@ -439,7 +442,7 @@ def test_every_permission_is_needed(
     kubectl("apply", "-k", str(EXAMPLES))
     operator = run_operator()
     if (resource, verb) == ("secrets", "get"):
-        ready = condition(wait_reason(kubectl, "users-realtime", "CredentialsUnavailable", timeout=30))
+        ready = condition(wait_reason(kubectl, "users-realtime", "CredentialsUnavailable"))
         assert ready is not None
         assert "may not read Secret" in ready["message"]
         assert "RBAC: secrets get" in ready["message"]
@@ -449,7 +452,7 @@ def test_every_permission_is_needed(
     def refused() -> list[str]:
         return [line for line in operator.log().splitlines() if refusal in line or refusal.replace("\\", "") in line]
 
-    lines = wait_for(refused, timeout=30, what=f"the operator to be refused: {refusal}")
+    lines = wait_for(refused, timeout=DEADLINE, what=f"the operator to be refused: {refusal}")
     print(lines[0])  # the evidence, shown with `pytest -rP`
     assert SA_USER in lines[0]
 

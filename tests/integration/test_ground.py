@@ -12,6 +12,9 @@ from disync_operator.devstack.controlplane import ControlPlane
 from disync_operator.devstack.kubectl import Kubectl, KubectlError
 from disync_operator.devstack.waiting import wait_for
 
+# Waits return as soon as their condition holds: the deadline only bounds a broken run, so it is generous.
+DEADLINE = 60
+
 pytestmark = pytest.mark.cluster
 
 CRD = (Path(__file__).parent / "ground" / "widget-crd.yaml").read_text()
@@ -70,7 +73,7 @@ def test_custom_object_lifecycle_with_watch(
         namespace,
         PLURAL,
         resource_version=since,
-        timeout_seconds=20,
+        timeout_seconds=DEADLINE,  # a server-side bound only: the loop ends at DELETED
     ):
         seen.append((event["type"], event["object"]["metadata"]["name"]))
         if event["type"] == "DELETED":
@@ -122,7 +125,9 @@ def test_rbac_refuses_then_allows_after_role_binding(
             }
         )
     )
-    wait_for(lambda: as_jane.run("get", "widgets", check=False).returncode == 0, timeout=30, what="RBAC to allow jane")
+    wait_for(
+        lambda: as_jane.run("get", "widgets", check=False).returncode == 0, timeout=DEADLINE, what="RBAC to allow jane"
+    )
     # The grant is exactly what the Role says: reading, not writing, and only in this namespace.
     assert "Forbidden" in as_jane.run("create", "-f", "-", input=widget("x"), check=False).stderr
     assert "Forbidden" in as_jane.run("get", "widgets", "-n", "default", check=False).stderr
@@ -202,4 +207,4 @@ def test_no_orphans_when_the_runner_is_killed(control_plane: ControlPlane, tmp_p
                 pass
         return not alive
 
-    wait_for(all_gone, timeout=30, what="etcd and kube-apiserver to exit after their parent was killed")
+    wait_for(all_gone, timeout=DEADLINE, what="etcd and kube-apiserver to exit after their parent was killed")

@@ -27,7 +27,7 @@ def emulator_config(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def emulator(emulator_config: Path) -> Iterator[EmulatorProcess]:
-    process = EmulatorProcess(config=emulator_config).start()
+    process = EmulatorProcess(config=emulator_config).start(timeout=60)
     yield process
     process.stop()
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from e2e_helpers import condition
+from e2e_helpers import DEADLINE, assert_live, condition
 from rel_helpers import (
     FIRST_FILE,
     assert_exactly_once,
@@ -66,7 +66,7 @@ def test_apiserver_restart_mid_burst(
         try:
             control_plane.stop_apiserver()
             # The operator notices: in-flight handlers fail to write status, the watch breaks.
-            wait_for(lambda mark=mark: len(operator.log()) > mark, timeout=30, what="the operator to notice")
+            wait_for(lambda mark=mark: len(operator.log()) > mark, timeout=DEADLINE, what="the operator to notice")
             assert operator.running
         finally:
             control_plane.start_apiserver()
@@ -78,7 +78,7 @@ def test_apiserver_restart_mid_burst(
     assert all(condition(o)["status"] == "True" for o in items)
     counts = assert_exactly_once(emulator, items)
     assert sum(counts.values()) == count
-    assert operator.healthy()
+    assert_live(operator)
 
     calls = [len(entries) for entries in calls_by_file(emulator).values()]
     figures = {

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from e2e_helpers import condition
+from e2e_helpers import assert_live, condition
 from rel_helpers import (
     FIRST_FILE,
     assert_exactly_once,
@@ -75,7 +75,7 @@ def test_sigkill_during_burst_loses_nothing_and_starts_once(
     assert not not_ready, not_ready
     counts = assert_exactly_once(emulator, items)
     assert sum(counts.values()) == count
-    assert operator.healthy()
+    assert_live(operator)
 
     calls = [len(entries) for entries in calls_by_file(emulator).values()]
     verified = sum(1 for o in items if "not started again" in condition(o)["message"])
