@@ -184,6 +184,7 @@ class FakeDataWorks:
     # (project, file) -> live state; a real-time task starts as NORUN, a started one reads `started_state`
     states: dict[int, str] = field(default_factory=dict)
     started_state: str = "WAIT"
+    stopped_state: str = "NORUN"  # KILLING: still stopping (DataWorks refuses a start then)
     solution_state: str = "init"
     calls: list[tuple[str, int]] = field(default_factory=list)
     params: list[dict[str, str]] = field(default_factory=list)
@@ -220,7 +221,7 @@ class FakeDataWorks:
             else:
                 self.states[file_id] = self.started_state
         elif action == "StopDISyncInstance":
-            self.states[file_id] = "NORUN"
+            self.states[file_id] = self.stopped_state
         if fault is not None and fault.lost:
             raise httpx.ReadTimeout("the response was lost", request=request)
         if action == "GetDISyncInstanceInfo":

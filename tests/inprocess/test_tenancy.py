@@ -110,14 +110,34 @@ async def test_the_task_passes_to_the_next_resource_when_its_owner_goes(operator
     assert operator.ready("second", "team-b") == ("False", "Conflict")
     uid = operator.kube.body("second", "team-b")["metadata"]["uid"]
     assert operator.rt.requeue.due_in(uid) == pytest.approx(60, abs=1)  # the loser waits, looked at every minute
+    operator.dataworks.stopped_state = "KILLING"  # the first's stop takes a while
     operator.kube.delete("first", "team-a")
     last = operator.kube.body("first", "team-a")
     await operator.visit("first", namespace="team-a")  # stopped, released
     await operator.gone(last)
     assert operator.rt.requeue.due_in(uid) == 0  # the owner is gone: the loser is looked at now
+    waiting = await operator.visit("second", Source.REQUEUE, namespace="team-b")
+    assert waiting is not None  # the task is still stopping: no start that DataWorks would refuse
+    assert operator.dataworks.calls == [(START, 100), (STOP, 100), (INFO, 100)]
+    operator.dataworks.states[100] = "NORUN"
     await operator.visit("second", Source.REQUEUE, namespace="team-b")
-    assert operator.dataworks.calls == [(START, 100), (STOP, 100), (START, 100)]
+    assert operator.dataworks.calls == [(START, 100), (STOP, 100), (INFO, 100), (INFO, 100), (START, 100)]
     assert operator.ready("second", "team-b") == ("True", "Started")
+
+
+async def test_a_task_left_running_by_its_previous_resource_is_taken_over_not_restarted(operator: Operator) -> None:
+    operator.kube.create("first", REALTIME | {"deletionPolicy": "Orphan"}, namespace="team-a")
+    operator.kube.create("second", REALTIME, namespace="team-b", creationTimestamp="2099-01-01T00:00:00Z")
+    await operator.startup()
+    await operator.visit("first", namespace="team-a")
+    await operator.visit("second", namespace="team-b")
+    last = operator.kube.delete("first", "team-a")
+    assert last is not None
+    await operator.gone(last)
+    operator.dataworks.states[100] = "RUN"
+    await operator.visit("second", Source.REQUEUE, namespace="team-b")
+    assert operator.dataworks.count(START) == 1  # the first's; the second found it running
+    assert operator.ready("second", "team-b") == ("True", "Running")
 
 
 async def test_a_malformed_intent_is_verified_not_trusted_and_not_a_wedge(operator: Operator) -> None:

@@ -261,6 +261,7 @@ def test_credentials_from_a_secret_in_the_same_namespace(
         "secret",
         "generic",
         "dataworks-ak",
+        "--type=disync.dev/dataworks-credentials",
         "--from-literal=accessKeyId=LTAIsecretKeyFromSecret",
         "--from-literal=accessKeySecret=from-a-kubernetes-secret",
     )

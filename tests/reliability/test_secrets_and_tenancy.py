@@ -35,7 +35,7 @@ from rel_helpers import (
 from disync_operator import types as t
 from disync_operator.controller.runtime import Runtime
 from disync_operator.controller.settings import OperatorSettings
-from disync_operator.dataworks import StaticCredentialsProvider
+from disync_operator.dataworks import REGION_ENDPOINTS, StaticCredentialsProvider, UnknownRegionError
 from disync_operator.devstack.kubectl import Kubectl, KubectlError
 from disync_operator.devstack.processes import EmulatorProcess, OperatorProcess
 from disync_operator.devstack.waiting import wait_for
@@ -54,7 +54,7 @@ SECRETS = {
 
 def _secret(kubectl: Kubectl, name: str, **values: str) -> None:
     literals = [f"--from-literal={k}={v}" for k, v in values.items()]
-    kubectl("create", "secret", "generic", name, *literals)
+    kubectl("create", "secret", "generic", name, "--type=disync.dev/dataworks-credentials", *literals)
 
 
 def _manifest(file_id: int, secret: str | None = None, **spec: Any) -> str:
@@ -183,9 +183,14 @@ def test_region_cannot_redirect_calls_and_endpoint_is_not_a_spec_field(
     kubectl: Kubectl, emulator: EmulatorProcess, start_operator: Callable[..., OperatorProcess]
 ) -> None:
     start_operator()
-    # With DISYNC_ENDPOINT set (the emulator), a CR's region is ignored: the call still goes to the emulator.
-    kubectl.apply(_manifest(FIRST_FILE, region="cn-evil"))
-    wait_ready(kubectl, name_of(FIRST_FILE))
+    # A region that is not DataWorks' (here the virtual host of an OSS bucket named "dataworks") is refused before
+    # any call, even with DISYNC_ENDPOINT set (the emulator): nothing is sent anywhere.
+    kubectl.apply(_manifest(FIRST_FILE, region="oss-cn-hangzhou"))
+    refused = wait_reason(kubectl, name_of(FIRST_FILE), "InvalidSpec")
+    assert "not a DataWorks region" in condition(refused)["message"]
+    assert emulator.requests() == []
+    kubectl.apply(_manifest(FIRST_FILE, region="cn-hangzhou"))  # a DataWorks region: fine
+    wait_ready(kubectl, name_of(FIRST_FILE), generation=2)
     assert len(emulator.starts(FIRST_FILE)) == 1
 
     # spec.endpoint does not exist: strict validation (kubectl's default) refuses it with the path ...
@@ -206,14 +211,26 @@ def test_region_cannot_redirect_calls_and_endpoint_is_not_a_spec_field(
 
 
 REGION_PATTERN = r"[a-z]{2,}(-[a-z0-9]+)+"
+DATAWORKS_HOSTS = {f"https://{host}" for host in REGION_ENDPOINTS.values()}
 
 
-@settings(max_examples=200, deadline=None)
-@given(region=st.from_regex(REGION_PATTERN, fullmatch=True).filter(lambda r: len(r) <= 64))
-def test_any_admissible_region_maps_to_a_dataworks_endpoint_only(region: str) -> None:
+@settings(max_examples=300, deadline=None)
+@given(region=st.one_of(st.from_regex(REGION_PATTERN, fullmatch=True), st.sampled_from(sorted(REGION_ENDPOINTS))))
+def test_any_admissible_region_maps_to_a_dataworks_endpoint_or_is_refused(region: str) -> None:
+    """Whatever region a CR names (the CRD admits this pattern), calls go to a host of the official SDK's endpoint
+    map, or nowhere: the operator refuses the region before any call."""
     credentials = StaticCredentialsProvider("LTAIx", "x")
     by_region = Runtime(OperatorSettings(region="cn-shanghai"), default_credentials=credentials)
-    assert by_region.dataworks.endpoint_for(region) == f"https://dataworks.{region}.aliyuncs.com"
+    spec = t.DISyncInstanceSpec.model_validate(
+        {"projectId": 1, "taskType": "DI_SOLUTION", "fileId": 1, "region": region[:64]}
+    )
+    problem = by_region.dataworks.region_problem(spec)
+    if region[:64] in REGION_ENDPOINTS:
+        assert problem is None
+        assert by_region.dataworks.endpoint_for(region) == f"https://{REGION_ENDPOINTS[region]}"
+    else:
+        assert problem is not None
+        with pytest.raises(UnknownRegionError):
+            by_region.dataworks.endpoint_for(region)
     assert by_region.dataworks.endpoint_for(None) == "https://dataworks.cn-shanghai.aliyuncs.com"
-    pinned = Runtime(OperatorSettings(endpoint="http://127.0.0.1:9"), default_credentials=credentials)
-    assert pinned.dataworks.endpoint_for(region) == "http://127.0.0.1:9"
+    assert by_region.dataworks.endpoint_for(None) in DATAWORKS_HOSTS

@@ -11,13 +11,15 @@ import asyncio
 import logging
 from typing import Any, cast
 
+import httpx
 import kopf
 
 from disync_operator import types as t
-from disync_operator.controller.runtime import Runtime, Source, Work, sweep_forever
+from disync_operator.controller.runtime import KubeError, Runtime, Source, Work, sweep_forever
 from disync_operator.controller.worker import reconcile
 
 RESOURCE = (t.GROUP, t.VERSION, t.PLURAL)
+log = logging.getLogger(__name__)
 
 
 def object_logger(rt: Runtime, raw: dict[str, Any]) -> logging.LoggerAdapter[Any]:
@@ -39,24 +41,34 @@ def register(registry: kopf.OperatorRegistry) -> None:
     async def start_background(*, memo: Any, settings: kopf.OperatorSettings, **_: Any) -> None:
         runtime: Runtime = memo.runtime
         runtime.kopf_settings = settings
-        # Before any reconcile: who manages which DataWorks task must be known for every object, not only for
-        # those whose events came first (kopf waits for start-up handlers before it watches).
-        kube = await runtime.kube()
-        targets: list[str | None] = list(runtime.settings.namespaces) or [None]
-        for namespace in targets:
-            await runtime.owners.load(kube.list_instances(namespace))
 
         async def work(item: Work) -> None:
             await reconcile(runtime, item, object_logger(runtime, item.body))
 
         async def post_events() -> None:
-            await runtime.events.run(kube)
+            await runtime.events.run(await runtime.kube())
+
+        async def reconcile_queued() -> None:
+            # Before the first reconcile, who manages which DataWorks task must be known for every object, not only
+            # for those whose events came first. Events queue meanwhile. (Not in this start-up handler: kopf logs in
+            # only once start-up handlers are done.)
+            kube = await runtime.kube()
+            targets: list[str | None] = list(runtime.settings.namespaces) or [None]
+            while True:
+                try:
+                    for namespace in targets:
+                        await runtime.owners.load(kube.list_instances(namespace))
+                    break
+                except (KubeError, httpx.HTTPError) as error:  # the API server not there yet: nothing starts
+                    log.warning("listing DISyncInstances failed, retrying in 2s: %s", error)
+                    await asyncio.sleep(2)
+            await runtime.work.run(runtime.settings.workers, work)
 
         def requeued(raw: dict[str, Any]) -> None:
             runtime.work.add(raw.get("metadata", {}).get("uid", ""), raw, Source.REQUEUE)
 
         background = runtime.background
-        background.append(asyncio.create_task(runtime.work.run(runtime.settings.workers, work), name="disync-workers"))
+        background.append(asyncio.create_task(reconcile_queued(), name="disync-workers"))
         background.append(asyncio.create_task(runtime.requeue.run(requeued), name="disync-requeue"))
         background.append(asyncio.create_task(post_events(), name="disync-events"))
         background.append(asyncio.create_task(sweep_forever(runtime), name="disync-sweep"))

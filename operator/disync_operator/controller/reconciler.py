@@ -176,6 +176,7 @@ class Reconciler:
             at=at,
             intent=intent,
             unreadable_intent=read.unreadable is not None,
+            handed_over=self.uid in self.rt.owners.handed_over,
         )
         self.logger.debug("start decision: %s %s", decision.action, decision.why)
         if decision.action is policy.Action.NOTHING:
@@ -194,6 +195,9 @@ class Reconciler:
             except DataWorksError as error:
                 # A failed verification is a failed attempt too: it must back off like one.
                 return await self.start_failed(error, creds, keep_unverified=True, count_attempt=True)
+            if policy.still_stopping(spec.task_type, info):
+                return self.rt.backoff.delay(1)  # e.g. its previous resource's stop: started once it has stopped
+            self.rt.owners.handed_over.discard(self.uid)
             if policy.start_took_effect(spec.task_type, info):
                 state = info.data.status
                 await self.write(

@@ -29,6 +29,7 @@ from .start import (
     start_may_have_happened,
     start_took_effect,
     started_by_us,
+    still_stopping,
     task_owner,
     unanswered,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "start_took_effect",
     "started",
     "started_by_us",
+    "still_stopping",
     "stop_failed",
     "task_owner",
     "unanswered",

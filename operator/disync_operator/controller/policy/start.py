@@ -90,9 +90,11 @@ def decide_start(
     at: dt.datetime,
     intent: StartIntent | None = None,
     unreadable_intent: bool = False,
+    handed_over: bool = False,
 ) -> StartDecision:
     """`intent`: the start intent on the object, if any; `unreadable_intent`: there is an annotation that can't be
-    read, so a start may have been sent that nothing records."""
+    read, so a start may have been sent that nothing records; `handed_over`: the task was another resource's until
+    now (it may run, or be stopping)."""
     if status.started_generation == generation:
         return StartDecision(Action.NOTHING, why=f"generation {generation} already started")
     if failed_for_good(status, generation, credentials_version):
@@ -117,6 +119,8 @@ def decide_start(
         return StartDecision(Action.VERIFY, why="an earlier start of this generation has no recorded outcome")
     if unreadable_intent:
         return StartDecision(Action.VERIFY, why="the start-intent annotation can't be read")
+    if handed_over:
+        return StartDecision(Action.VERIFY, why="the task was another resource's: its live state decides")
     return StartDecision(Action.START)
 
 
@@ -136,6 +140,11 @@ def start_took_effect(task_type: TaskType, info: InstanceInfoResponse) -> bool:
     solution = info.data.solution_info
     solution_status = (solution.status or "").lower() if solution else ""
     return status == "SUCCESS" and solution_status in {"run", "success"}
+
+
+def still_stopping(task_type: TaskType, info: InstanceInfoResponse) -> bool:
+    """A real-time task being stopped (KILLING) refuses a start until it has stopped: wait for it."""
+    return task_type is TaskType.DI_REALTIME and (info.data.status or "").upper() == "KILLING"
 
 
 def start_may_have_happened(error: DataWorksError) -> bool:

@@ -39,6 +39,8 @@ class TaskOwners:
         self._default_region = default_region
         self._claims: dict[str, tuple[TaskKey, policy.TaskClaim]] = {}  # uid -> its task and claim
         self._by_task: dict[TaskKey, set[str]] = {}
+        # Objects that became owner of a task another object managed: their first start verifies the live state.
+        self.handed_over: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._claims)
@@ -58,8 +60,11 @@ class TaskOwners:
         before = self._owner(key)
         self._claims[uid] = (key, claim_of(body))
         self._by_task.setdefault(key, set()).add(uid)
-        if self._owner(key) != before:
+        after = self._owner(key)
+        if after != before:
             touched |= self._by_task[key] - {uid}
+            if before is not None and after is not None and after != uid:
+                self.handed_over.add(after)
         return touched
 
     def remove(self, uid: str) -> set[str]:
@@ -73,7 +78,13 @@ class TaskOwners:
         uids.discard(uid)
         if not uids:
             self._by_task.pop(entry[0], None)
-        return set(uids) if self._owner(entry[0]) != before else set()
+        self.handed_over.discard(uid)
+        after = self._owner(entry[0])
+        if after == before:
+            return set()
+        if before == uid and after is not None:
+            self.handed_over.add(after)
+        return set(uids)
 
     def _owner(self, key: TaskKey) -> str | None:
         owner = policy.task_owner([self._claims[u][1] for u in self._by_task.get(key, ())])
