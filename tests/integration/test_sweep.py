@@ -43,7 +43,13 @@ def test_only_unseen_unhandled_generations_are_reconciled(
     queued_uid = kubectl.get_json("dsi", "queued")["metadata"]["uid"]
 
     async def run() -> tuple[int, int]:
-        settings = OperatorSettings(endpoint=emulator.url, namespaces=[namespace], metrics_port=0, liveness_port=0)
+        settings = OperatorSettings(
+            endpoint=emulator.url,
+            namespaces=[namespace],
+            metrics_port=0,
+            liveness_port=0,
+            default_credentials_namespaces=["*"],
+        )
         runtime = Runtime(settings)
         info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())  # reads KUBECONFIG
         assert info is not None
