@@ -5,7 +5,8 @@
 local hs = {}
 
 -- Failures that need a person: they last until the spec, the credentials or the task's live state change (a stop
--- DataWorks refused is tried again, but fails the same way until then).
+-- DataWorks refused is tried again, but fails the same way until then), until another resource managing the same
+-- task goes (Conflict), or until there is room in the annotations for the start intent (IntentRejected).
 local degraded = {
   StartFailed = true,
   InvalidSpec = true,
@@ -15,6 +16,8 @@ local degraded = {
   CredentialsUnavailable = true,
   NotRunning = true,
   StopFailed = true,
+  Conflict = true,
+  IntentRejected = true,
 }
 -- Reasons the operator keeps working on (a retry with backoff, a start retried until the clock is right, a deletion
 -- under way): Progressing, even if Ready is True.

@@ -192,6 +192,8 @@ for _reason in (
     "CredentialsUnavailable",
     "NotRunning",
     "StopFailed",
+    "Conflict",
+    "IntentRejected",
 ):
     SAMPLES.append((f"terminal-{_reason}", cr(ready=("False", _reason, TERMINAL_MESSAGE)), "Degraded", _reason))
 
