@@ -565,3 +565,64 @@ def test_dockerfile_install_steps_work(tmp_path: Path) -> None:
     probe = "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) for m in ('pytest', 'cryptography', 'lupa')))"
     assert subprocess.run([str(venv_bin / "python"), "-c", probe], check=False).returncode == 0
     assert wheel.name.startswith("disync_operator-0.1.0-")
+
+
+@pytest.mark.cluster
+def test_namespaced_install_grants_nothing_outside_its_namespaces(
+    admin_kubectl: Kubectl,
+    deployed: list[dict[str, Any]],
+    control_plane: ControlPlane,
+    demo_emulator: EmulatorProcess,
+    namespace: str,
+    kubectl: Kubectl,
+) -> None:
+    """deploy/namespaced: the ClusterRole bound only by RoleBindings in the listed namespaces, no ClusterRoleBinding;
+    applied for this test's namespace, the operator works there and may read nothing elsewhere."""
+    docs = [doc for doc in yaml.safe_load_all(admin_kubectl("kustomize", str(DEPLOY / "namespaced"))) if doc]
+    assert [d for d in docs if d["kind"] == "ClusterRoleBinding"] == []
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    config = next(d for d in docs if d["kind"] == "ConfigMap")
+    listed = json.loads(config["data"]["DISYNC_NAMESPACES"])
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(listed)
+    assert json.loads(config["data"]["DISYNC_DEFAULT_CREDENTIALS_NAMESPACES"]) == listed
+
+    binding = copy.deepcopy(bindings[0])
+    binding["metadata"]["namespace"] = namespace
+    admin_kubectl("delete", "clusterrolebinding", "disync-operator")
+    try:
+        admin_kubectl("apply", "-f", "-", input=json.dumps(binding))
+
+        def may(verb: str, resource: str, where: str) -> bool:
+            args = ("auth", "can-i", verb, resource, f"--namespace={where}", f"--as={SA_USER}")
+            return admin_kubectl.run(*args, check=False).stdout.strip() == "yes"
+
+        assert may("get", "secrets", namespace)
+        assert not may("get", "secrets", "kube-system")
+        assert not may("list", "disyncinstances.disync.dev", "default")
+        assert not can_i(admin_kubectl, "get", "secrets")  # nothing cluster-wide
+
+        env = shipped_settings() | FAST_ENV
+        env.pop("DISYNC_LIVENESS_PORT")
+        env.pop("DISYNC_METRICS_PORT")
+        env |= {
+            "DISYNC_NAMESPACES": json.dumps([namespace]),
+            "DISYNC_DEFAULT_CREDENTIALS_NAMESPACES": json.dumps([namespace]),
+        }
+        operator = OperatorProcess(
+            kubeconfig=control_plane.service_account_identity(SA_NAMESPACE, SA_NAME).kubeconfig,
+            endpoint=demo_emulator.url,
+            env=env,
+        ).start(timeout=DEADLINE)
+        try:
+            kubectl("apply", "-f", str(EXAMPLES / "orders-realtime.yaml"))
+            wait_ready(kubectl, "orders-realtime")
+            assert forbidden_lines(operator) == []
+        finally:
+            operator.stop()
+            kubectl.run(
+                "patch", "dsi", "orders-realtime", "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False
+            )
+            kubectl.run("delete", "dsi", "orders-realtime", "--wait=false", "--ignore-not-found", check=False)
+    finally:
+        admin_kubectl.run("delete", "rolebinding", "disync-operator", f"--namespace={namespace}", check=False)
+        admin_kubectl("apply", "--server-side", "-k", str(DEPLOY))  # the cluster-wide binding back, for the others
