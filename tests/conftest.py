@@ -16,6 +16,7 @@ import pytest
 from disync_operator.devstack.controlplane import ControlPlane, build_binaries, service_account_user
 from disync_operator.devstack.kubectl import Kubectl
 from disync_operator.devstack.processes import OperatorProcess
+from secret_scan import assert_nothing_secret_emitted
 
 REPO = Path(__file__).resolve().parents[1]
 CRD = REPO / "deploy" / "crds" / "disyncinstances.yaml"
@@ -65,7 +66,7 @@ def crd(admin_kubectl: Kubectl) -> None:
 
 @pytest.fixture
 def launch_operator(
-    crd: None, control_plane: ControlPlane, namespace: str
+    crd: None, control_plane: ControlPlane, namespace: str, admin_kubectl: Kubectl
 ) -> Iterator[Callable[[str, dict[str, str]], OperatorProcess]]:
     """`launch(endpoint, env)` starts an operator process watching the test's namespace (each suite's
     `start_operator` picks the emulator and the settings). All are SIGKILLed at teardown: no test needs a clean
@@ -82,8 +83,11 @@ def launch_operator(
         return process.start(timeout=60)
 
     yield launch
-    for process in started:
-        process.kill()
+    try:
+        assert_nothing_secret_emitted(admin_kubectl.bound(namespace), started)
+    finally:
+        for process in started:
+            process.kill()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -32,6 +32,7 @@ from disync_operator.devstack.controlplane import ControlPlane, build_binaries, 
 from disync_operator.devstack.kubectl import Kubectl
 from disync_operator.devstack.processes import DEMO_ACCESS_KEY_ID, EmulatorProcess, OperatorProcess
 from disync_operator.devstack.waiting import wait_for
+from secret_scan import assert_nothing_secret_emitted
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -99,7 +100,10 @@ def shipped_settings() -> dict[str, str]:
 
 @pytest.fixture
 def run_operator(
-    deployed: list[dict[str, Any]], control_plane: ControlPlane, demo_emulator: EmulatorProcess
+    deployed: list[dict[str, Any]],
+    control_plane: ControlPlane,
+    demo_emulator: EmulatorProcess,
+    admin_kubectl: Kubectl,
 ) -> Iterator[Callable[[], OperatorProcess]]:
     started: list[OperatorProcess] = []
 
@@ -118,8 +122,11 @@ def run_operator(
         return process.start(timeout=DEADLINE)
 
     yield start
-    for process in started:
-        process.stop()
+    try:
+        assert_nothing_secret_emitted(admin_kubectl, started)
+    finally:
+        for process in started:
+            process.stop()
 
 
 @pytest.fixture
