@@ -5,143 +5,22 @@ is special, and a watch event, a requeue and a sweep visit all run the same code
 - marked for deletion           -> `finalize`: StopDISyncInstance if policy says so, then release our finalizer;
 - a generation not started yet  -> `start`: exactly once (policy.decide_start and the start intent);
 - a sweep visit (`observe`)     -> `follow`: the live state of a started task.
-Kubernetes is reached through `Runtime.kube()`, DataWorks through `Runtime.dataworks` (task.py), never directly.
+What it reads and how it writes is `ObjectContext` (context.py); Kubernetes is reached through `Runtime.kube()`,
+DataWorks through `Runtime.dataworks` (task.py), never directly.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any, Literal
-
-from pydantic import ValidationError
-
 from disync_operator import types as t
 from disync_operator.controller import policy
-from disync_operator.controller.credentials import (
-    OPERATOR_DEFAULT,
-    CredentialsUnavailable,
-    ResolvedCredentials,
-    resolve,
-)
+from disync_operator.controller.context import ObjectContext, object_key
+from disync_operator.controller.credentials import CredentialsUnavailable, ResolvedCredentials
 from disync_operator.controller.runtime.kube import KubeError
-from disync_operator.controller.runtime.process import Runtime
 from disync_operator.dataworks import DataWorksError, OperationFailedError
 
-Logger = logging.Logger | logging.LoggerAdapter[Any]
 
-
-def parse_status(body: dict[str, Any]) -> t.DISyncInstanceStatus:
-    try:
-        return t.DISyncInstanceStatus.model_validate(dict(body.get("status") or {}))
-    except ValidationError:
-        # Status is ours, but a human may have edited it: start from a clean slate rather than crash-loop.
-        return t.DISyncInstanceStatus()
-
-
-def parse_spec(body: dict[str, Any]) -> tuple[t.DISyncInstanceSpec | None, str]:
-    """The parsed spec, or None and what is wrong with it (the API server can't check startParamJSON)."""
-    try:
-        return t.DISyncInstanceSpec.model_validate(dict(body.get("spec") or {})), ""
-    except ValidationError as error:
-        return None, "; ".join(
-            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)
-        )
-
-
-def object_key(body: dict[str, Any]) -> str:
-    meta = body.get("metadata") or {}
-    return f"{meta.get('namespace')}/{meta.get('name')}"
-
-
-class Reconciler:
-    """One reconcile of one object, from one body."""
-
-    def __init__(self, rt: Runtime, body: dict[str, Any], logger: Logger) -> None:
-        self.rt = rt
-        self.body = body
-        self.logger = logger
-        meta = body.get("metadata") or {}
-        self.namespace: str = meta.get("namespace") or ""
-        self.name: str = meta.get("name") or ""
-        self.uid: str = meta.get("uid") or ""
-        self.generation = int(meta.get("generation") or 0)
-        self.finalizers: list[str] = list(meta.get("finalizers") or [])
-        self.deleting = bool(meta.get("deletionTimestamp"))
-        self.status = parse_status(body)
-        self.spec, self.spec_problem = parse_spec(body)
-        if self.spec is not None:
-            region_problem = rt.dataworks.region_problem(self.spec)
-            if region_problem is not None:
-                self.spec, self.spec_problem = None, region_problem
-        self.resource_version: str | None = meta.get("resourceVersion")
-        self.latest: dict[str, Any] | None = None  # the object as our last write left it
-        # The start intent on the object that the next status write answers (policy.answer).
-        self.answering: t.StartIntent | None = None
-        self._credentials: ResolvedCredentials | None = None
-
-    # -- facts ----------------------------------------------------------------------------------------------------
-
-    def read_intent(self) -> policy.IntentOnObject:
-        raw = ((self.body.get("metadata") or {}).get("annotations") or {}).get(t.START_INTENT)
-        read = policy.read_intent(raw, policy.now(), self.rt.settings.start_lease_seconds)
-        if read.unreadable:
-            self.logger.warning("the %s annotation is %s: ignored, and verified first", t.START_INTENT, read.unreadable)
-        return read
-
-    def intent_on_object(self) -> t.StartIntent | None:
-        return self.read_intent().intent
-
-    async def credentials(self, spec: t.DISyncInstanceSpec) -> ResolvedCredentials:
-        """Resolved once per reconcile. The operator's own identity can only change with a restart (new env, RAM
-        policy fixed): its version includes this process, so a terminal failure with it is retried after one."""
-        if self._credentials is None:
-            default_version = f"{OPERATOR_DEFAULT}:{self.rt.me}"
-            self._credentials = await resolve(
-                spec,
-                self.namespace,
-                await self.rt.kube(),
-                self.rt.default_credentials,
-                default_version,
-                operator_identity_allowed=self.rt.settings.may_use_operator_identity(self.namespace),
-            )
-        return self._credentials
-
-    # -- writes ---------------------------------------------------------------------------------------------------
-
-    async def write(self, update: t.StatusUpdate) -> None:
-        if self.answering is not None:
-            update = policy.answer(update, self.status, self.answering)
-            self.answering = None
-        if self.status.legacy_pending_start is not None:
-            update = update.merged(t.StatusUpdate(legacy_pending_start=None))  # moved to unverifiedIntent
-        updated = await (await self.rt.kube()).patch_status(self.namespace, self.name, update)
-        self.wrote(updated)
-        self.status = parse_status(updated)
-        ready = self.status.condition(policy.READY)
-        self.rt.metrics.set_ready(object_key(self.body), ready.status if ready else "Unknown")
-
-    async def patch_metadata(
-        self, *, finalizers: list[str] | None = None, annotations: dict[str, str] | None = None
-    ) -> None:
-        updated = await (await self.rt.kube()).patch_metadata(
-            self.namespace,
-            self.name,
-            resource_version=self.resource_version,
-            finalizers=finalizers,
-            annotations=annotations,
-        )
-        self.wrote(updated)
-
-    def wrote(self, updated: dict[str, Any]) -> None:
-        self.latest = updated
-        self.resource_version = updated.get("metadata", {}).get("resourceVersion")
-        # At once, not when the reconcile ends: a body queued meanwhile is stale from now on.
-        self.rt.work.wrote(self.uid, self.resource_version, settled=False)
-
-    def event(
-        self, type_: Literal["Normal", "Warning"], reason: policy.Reason | policy.EventReason, message: str
-    ) -> None:
-        self.rt.events.record(self.body, type_, reason, message)
+class Reconciler(ObjectContext):
+    """One reconcile of one object: start, follow or finalize, as policy says."""
 
     # -- start ----------------------------------------------------------------------------------------------------
 
@@ -228,11 +107,6 @@ class Reconciler:
         )
         self.event("Normal", policy.EventReason.STARTED, f"StartDISyncInstance succeeded (RequestId {request_id})")
         return None
-
-    def other_owner(self) -> policy.TaskClaim | None:
-        """The other resource that manages this one's DataWorks task, if it is not this one."""
-        owner = self.rt.owners.owner_of(self.uid)
-        return owner if owner is not None and owner.uid != self.uid else None
 
     async def conflict(self, owner: policy.TaskClaim) -> float:
         """Another resource manages this task: call nothing, say who. Looked at again every minute, and at once

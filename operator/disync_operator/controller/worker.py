@@ -5,8 +5,9 @@ The work queue (runtime/workqueue.py) guarantees no other reconcile of the objec
 
 from __future__ import annotations
 
+from disync_operator.controller.context import Logger, object_key
 from disync_operator.controller.credentials import CredentialsUnavailable
-from disync_operator.controller.reconciler import Logger, Reconciler, object_key
+from disync_operator.controller.reconciler import Reconciler
 from disync_operator.controller.runtime.kube import Conflict, KubeError
 from disync_operator.controller.runtime.process import Runtime
 from disync_operator.controller.runtime.workqueue import Source, Work

@@ -2,7 +2,8 @@
 
 - `backoff`: how long to wait (exponential backoff with jitter; the clock);
 - `start`:   the exactly-once rules (the start decision, the start intent, what deletion does);
-- `status`:  what each outcome writes into status (typed `StatusUpdate`s with their conditions);
+- `status`:  what each outcome writes into status (typed `StatusUpdate`s), with `conditions` (Ready, Synced);
+- `observe`: what a read of the live state changes, and when it is drift;
 - `reasons`: condition reasons, and the reason each DataWorks error gives.
 
 The reconciler feeds them facts and applies what they return, so the rules that matter (never two starts per
@@ -10,6 +11,8 @@ generation, when to retry, what each condition says) live in one place and are t
 """
 
 from .backoff import Backoff, now
+from .conditions import set_condition
+from .observe import Observation, live_condition, observed
 from .reasons import READY, SYNCED, TERMINAL_REASONS, EventReason, Reason, error_reason, error_summary
 from .start import (
     RUNNING_STATES,
@@ -34,17 +37,13 @@ from .start import (
     unanswered,
 )
 from .status import (
-    Observation,
     after_sending,
     answer,
     conflict,
     failed_terminally,
     intent_rejected,
     invalid_spec,
-    live_condition,
-    observed,
     retry_scheduled,
-    set_condition,
     started,
     stop_failed,
 )

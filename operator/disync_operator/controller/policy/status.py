@@ -7,63 +7,25 @@ update as it is, and nothing else travels between the policy and the Kubernetes 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 from disync_operator.dataworks import (
     ActionResponse,
     ClockSkewError,
     DataWorksError,
-    InstanceInfoResponse,
     OperationFailedError,
     TransportError,
 )
 from disync_operator.types import (
-    Condition,
     ConditionStatus,
     DISyncInstanceStatus,
     LastError,
     StartIntent,
     StatusUpdate,
-    TaskType,
 )
 
-from .reasons import READY, SYNCED, Reason, error_reason, error_summary
-from .start import RUNNING_STATES, STARTED_STATES, start_took_effect
-
-ConditionValue = tuple[ConditionStatus, Reason, str]  # status, reason, message
-
-
-def set_condition(
-    conditions: Sequence[Condition],
-    type_: str,
-    value: ConditionValue,
-    generation: int,
-    at: dt.datetime,
-) -> list[Condition]:
-    """Upsert one condition; lastTransitionTime moves only when status changes (metav1 convention)."""
-    status, reason, message = value
-    old = next((c for c in conditions if c.type == type_), None)
-    # metav1 Condition times are whole seconds.
-    since = old.last_transition_time if old is not None and old.status == status else at.replace(microsecond=0)
-    new = Condition(
-        type=type_,
-        status=status,
-        reason=reason,
-        message=message[:32768],
-        observed_generation=generation,
-        last_transition_time=since,
-    )
-    others = [c for c in conditions if c.type != type_]
-    return sorted([*others, new], key=lambda c: (c.type != READY, c.type))
-
-
-def conditions(
-    status: DISyncInstanceStatus, generation: int, at: dt.datetime, ready: ConditionValue, synced: ConditionValue
-) -> list[Condition]:
-    both = set_condition(status.conditions, READY, ready, generation, at)
-    return set_condition(both, SYNCED, synced, generation, at)
-
+from .conditions import ConditionValue, conditions, set_condition
+from .reasons import READY, Reason, error_reason, error_summary
+from .start import RUNNING_STATES
 
 # --- the start intent --------------------------------------------------------------------------------------------
 
@@ -262,59 +224,6 @@ def conflict(status: DISyncInstanceStatus, generation: int, owner: str, at: dt.d
             status, generation, at, ("False", Reason.CONFLICT, message), ("False", Reason.RECONCILE_ERROR, message)
         ),
     )
-
-
-# --- the live state ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What a read of the live state changes: the status update (None: nothing a user would see changed), and the
-    Warning to post when the task has just stopped running (None: no new drift)."""
-
-    update: StatusUpdate | None
-    drift: str | None = None
-
-
-def live_condition(task_type: TaskType, info: InstanceInfoResponse) -> ConditionValue:
-    state, message = info.data.status, info.data.message
-    if task_type is TaskType.DI_SOLUTION:
-        if start_took_effect(task_type, info):
-            return ("True", Reason.STARTED, f"solution status {state}")
-        return ("False", Reason.NOT_RUNNING, f"solution status {state}: {message or 'no message'}")
-    upper = (state or "").upper()
-    if upper in RUNNING_STATES:
-        return ("True", Reason.RUNNING, "the real-time task is running")
-    if upper in STARTED_STATES:
-        return ("True", Reason.STARTED, f"the real-time task is starting (live state {state})")
-    return ("False", Reason.NOT_RUNNING, f"started, but the live state is now {state}: {message or 'no message'}")
-
-
-def observed(
-    status: DISyncInstanceStatus, generation: int, task_type: TaskType, info: InstanceInfoResponse, at: dt.datetime
-) -> Observation:
-    """Follow-up of the live state of a started task. A drift (the task stopped running) is reported once per
-    transition: when Ready turns NotRunning, or the state changes while it is (PAUSE -> NORUN); never for a task that
-    is starting or running, and not again at every look while nothing changes."""
-    state, message = info.data.status, info.data.message
-    ready = live_condition(task_type, info)
-    current = status.condition(READY)
-    was_drifting = current is not None and current.reason == Reason.NOT_RUNNING
-    if (
-        status.instance_state == state
-        and status.instance_message == message
-        and current is not None
-        and (current.status, current.reason) == ready[:2]
-    ):
-        return Observation(None)
-    update = StatusUpdate(
-        instance_state=state,
-        instance_message=message,
-        last_observed_time=at,
-        conditions=set_condition(status.conditions, READY, ready, generation, at),
-    )
-    drifts = ready[1] is Reason.NOT_RUNNING and (not was_drifting or status.instance_state != state)
-    return Observation(update, drift=f"live state {state}" if drifts else None)
 
 
 # --- deletion ----------------------------------------------------------------------------------------------------
