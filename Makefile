@@ -33,7 +33,7 @@ test: venv controlplane
 	  if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
 
 test-unit: venv
-	@$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+	@$(PY) -m pytest -q tests/unit tests/inprocess $(PYTEST_ARGS)
 
 run: venv
 	@$(VENV)/bin/disync-operator dev $(RUN_ARGS)
