@@ -7,6 +7,7 @@ picks the owner is policy (`policy.task_owner`); this module only keeps the fact
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +21,7 @@ def task_key(body: dict[str, Any], default_region: str | None) -> TaskKey | None
     project, file = spec.get("projectId"), spec.get("fileId")
     if not isinstance(project, int) or not isinstance(file, int):
         return None
-    return (spec.get("region") or default_region or "", project, file)
+    return (sys.intern(spec.get("region") or default_region or ""), project, file)
 
 
 def claim_of(body: dict[str, Any]) -> policy.TaskClaim:
@@ -38,7 +39,8 @@ class TaskOwners:
     def __init__(self, default_region: str | None) -> None:
         self._default_region = default_region
         self._claims: dict[str, tuple[TaskKey, policy.TaskClaim]] = {}  # uid -> its task and claim
-        self._by_task: dict[TaskKey, set[str]] = {}
+        # Lists, not sets: almost every task has one resource, and a one-item list is a third of a set's memory.
+        self._by_task: dict[TaskKey, list[str]] = {}
         # Objects that became owner of a task another object managed: their first start verifies the live state.
         self.handed_over: set[str] = set()
 
@@ -59,10 +61,12 @@ class TaskOwners:
             return touched
         before = self._owner(key)
         self._claims[uid] = (key, claim_of(body))
-        self._by_task.setdefault(key, set()).add(uid)
+        uids = self._by_task.setdefault(key, [])
+        if uid not in uids:
+            uids.append(uid)
         after = self._owner(key)
         if after != before:
-            touched |= self._by_task[key] - {uid}
+            touched |= set(uids) - {uid}
             if before is not None and after is not None and after != uid:
                 self.handed_over.add(after)
         return touched
@@ -74,8 +78,9 @@ class TaskOwners:
             return set()
         before = self._owner(entry[0])
         del self._claims[uid]
-        uids = self._by_task.get(entry[0], set())
-        uids.discard(uid)
+        uids = self._by_task.get(entry[0], [])
+        if uid in uids:
+            uids.remove(uid)
         if not uids:
             self._by_task.pop(entry[0], None)
         self.handed_over.discard(uid)
