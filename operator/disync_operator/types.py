@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "disync.dev"
@@ -279,6 +280,29 @@ SPEC_RULES: list[dict[str, str]] = [
 
 # --- status ------------------------------------------------------------------------------------------------------
 
+# ANSI escape sequences and control characters other than tab and line feed: the cloud's text reaches terminals
+# through `kubectl get`/`describe`, and must not drive them.
+_CONTROLS = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b.|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+CUT = "…[cut]"
+
+
+def bounded(value: object, limit: int) -> object:
+    """Text from the cloud as status may hold it: control characters and escape sequences dropped, and cut to
+    `limit` characters with a visible marker. Everything the API sends passes here before it reaches status (and so
+    conditions and Events): a value too long for the CRD's schema would fail every status write with 422, leaving
+    the resource with no status at all."""
+    if not isinstance(value, str):
+        return value
+    text = _CONTROLS.sub("", value)
+    return text if len(text) <= limit else text[: limit - len(CUT)] + CUT
+
+
+def CloudText(limit: int) -> BeforeValidator:
+    return BeforeValidator(lambda value: bounded(value, limit))
+
+
+STATUS_LEN, MESSAGE_LEN, REQUEST_ID_LEN, CODE_LEN, CONDITION_MESSAGE_LEN = 64, 4096, 256, 256, 32768
+
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
@@ -290,7 +314,9 @@ class Condition(_Model):
     observed_generation: int | None = Field(default=None, ge=0, description="Generation this condition describes.")
     last_transition_time: dt.datetime = Field(description="When status last changed.")
     reason: str = Field(max_length=1024, description="CamelCase reason (see the README for each).")
-    message: str = Field(default="", max_length=32768, description="Human-readable detail.")
+    message: Annotated[str, CloudText(CONDITION_MESSAGE_LEN)] = Field(
+        default="", max_length=CONDITION_MESSAGE_LEN, description="Human-readable detail."
+    )
 
 
 class StartIntent(_Model):
@@ -316,7 +342,9 @@ class StartIntent(_Model):
 
 
 class LastError(_Model):
-    code: str | None = Field(default=None, max_length=256, description="API error code, or the client error kind.")
+    code: Annotated[str | None, CloudText(CODE_LEN)] = Field(
+        default=None, max_length=CODE_LEN, description="API error code, or the client error kind."
+    )
     http_status: int | None = Field(default=None, description="HTTP status of the failed call.")
     retryable: bool = Field(description="Whether the operator will retry on its own.")
 
@@ -324,20 +352,22 @@ class LastError(_Model):
 class DISyncInstanceStatus(_Model):
     """Observed state, written only by the operator through the status subresource."""
 
-    status: str | None = Field(
-        default=None, max_length=64, description="Data.Status of the last start: success | fail."
+    status: Annotated[str | None, CloudText(STATUS_LEN)] = Field(
+        default=None, max_length=STATUS_LEN, description="Data.Status of the last start: success | fail."
     )
-    message: str | None = Field(
-        default=None, max_length=4096, description="Data.Message of the last call, as the API said."
+    message: Annotated[str | None, CloudText(MESSAGE_LEN)] = Field(
+        default=None, max_length=MESSAGE_LEN, description="Data.Message of the last call, as the API said."
     )
-    request_id: str | None = Field(default=None, max_length=256, description="RequestId of the last DataWorks call.")
-    instance_state: str | None = Field(
+    request_id: Annotated[str | None, CloudText(REQUEST_ID_LEN)] = Field(
+        default=None, max_length=REQUEST_ID_LEN, description="RequestId of the last DataWorks call."
+    )
+    instance_state: Annotated[str | None, CloudText(STATUS_LEN)] = Field(
         default=None,
-        max_length=64,
+        max_length=STATUS_LEN,
         description="Live state from GetDISyncInstanceInfo: RUN, PAUSE, NORUN, WAIT, KILLING.",
     )
-    instance_message: str | None = Field(
-        default=None, max_length=4096, description="Message of the last GetDISyncInstanceInfo."
+    instance_message: Annotated[str | None, CloudText(MESSAGE_LEN)] = Field(
+        default=None, max_length=MESSAGE_LEN, description="Message of the last GetDISyncInstanceInfo."
     )
     last_observed_time: dt.datetime | None = Field(default=None, description="When the live state was last read.")
     observed_generation: int | None = Field(default=None, ge=0, description="Generation last acted upon.")
@@ -390,11 +420,11 @@ class StatusUpdate(_Model):
     set to None is cleared). Built by the reconcile policy with keyword arguments, so a misspelled field is a type
     error; serialised once, at the Kubernetes edge (`to_patch`). Mirrors DISyncInstanceStatus (a test keeps them so)."""
 
-    status: str | None = None
-    message: str | None = None
-    request_id: str | None = None
-    instance_state: str | None = None
-    instance_message: str | None = None
+    status: Annotated[str | None, CloudText(STATUS_LEN)] = None
+    message: Annotated[str | None, CloudText(MESSAGE_LEN)] = None
+    request_id: Annotated[str | None, CloudText(REQUEST_ID_LEN)] = None
+    instance_state: Annotated[str | None, CloudText(STATUS_LEN)] = None
+    instance_message: Annotated[str | None, CloudText(MESSAGE_LEN)] = None
     last_observed_time: dt.datetime | None = None
     observed_generation: int | None = None
     started_generation: int | None = None

@@ -145,7 +145,7 @@ class Reconciler(ObjectContext):
         extra = {"request_id": error.request_id, "code": error.code}
         if not error.retryable:
             await self.write(policy.failed_terminally(self.status, self.generation, error, creds.version, at))
-            self.logger.warning("start failed terminally: %s", error, extra=extra)
+            self.logger.warning("start failed terminally: %s", policy.error_summary(error), extra=extra)
             self.event("Warning", policy.error_reason(error), policy.error_summary(error))
             return None
         attempts = self.status.attempts + (1 if count_attempt else 0)
@@ -162,7 +162,11 @@ class Reconciler(ObjectContext):
         await self.write(update)
         self.rt.metrics.retries.labels(policy.error_reason(error).value).inc()
         self.logger.info(
-            "start attempt %s failed, retrying in %.1fs: %s", self.status.attempts, delay, error, extra=extra
+            "start attempt %s failed, retrying in %.1fs: %s",
+            self.status.attempts,
+            delay,
+            policy.error_summary(error),
+            extra=extra,
         )
         return delay
 
@@ -176,7 +180,7 @@ class Reconciler(ObjectContext):
         try:
             info = await self.rt.dataworks.observe(spec, (await self.credentials(spec)).provider)
         except DataWorksError as error:
-            self.logger.debug("live state not read: %s", error)
+            self.logger.debug("live state not read: %s", policy.error_summary(error))
             return
         observation = policy.observed(self.status, self.generation, spec.task_type, info, policy.now())
         if observation.update is not None:
@@ -218,7 +222,7 @@ class Reconciler(ObjectContext):
             response = await self.rt.dataworks.stop(spec, (await self.credentials(spec)).provider)
         except OperationFailedError as error:
             # The API answered "fail" (e.g. the task no longer exists): nothing left to stop.
-            self.logger.warning("stop reported failure, releasing: %s", error)
+            self.logger.warning("stop reported failure, releasing: %s", policy.error_summary(error))
             self.event("Warning", policy.EventReason.STOP_REPORTED_FAILURE, policy.error_summary(error))
             return None
         except DataWorksError as error:

@@ -13,8 +13,10 @@ from disync_operator.dataworks import (
     InvalidParameterError,
     OperationFailedError,
 )
+from disync_operator.types import bounded
 
 READY = "Ready"
+SUMMARY_LEN = 2048  # an error's one-line summary: long enough for a stack trace's head, short enough for any field
 SYNCED = "Synced"
 
 
@@ -93,4 +95,5 @@ def error_summary(error: DataWorksError) -> str:
     text = ": ".join(parts)
     if error.request_id:
         text += f" (RequestId {error.request_id})"
-    return text
+    # The cloud's words: bounded and cleaned here, as everything it sends is before status, Events or logs.
+    return str(bounded(text, SUMMARY_LEN))

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from disync_operator.controller.runtime.kube import KubeApi, KubeError
+from disync_operator.types import bounded
 
 log = logging.getLogger(__name__)
 COMPONENT = "disync-operator"
@@ -40,7 +41,7 @@ def event_body(obj: Mapping[str, Any], type_: str, reason: str, message: str, in
         },
         "type": type_,
         "reason": reason,
-        "message": message[:MAX_MESSAGE],
+        "message": bounded(message, MAX_MESSAGE),
         "source": {"component": COMPONENT},
         "reportingComponent": COMPONENT,
         "reportingInstance": instance[:128],
