@@ -45,7 +45,8 @@ class FakeKube:
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self.writes: list[str] = []  # "metadata" / "status", in order, for every successful write
-        self.refuse_metadata = False  # answer metadata writes 422 (e.g. annotations at their size limit)
+        self.refuse_metadata = False
+        self.secret_gets = 0  # answer metadata writes 422 (e.g. annotations at their size limit)
         self._versions = itertools.count(100)
         self._uids = itertools.count(1)
 
@@ -115,6 +116,7 @@ class FakeKube:
         return obj
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
+        self.secret_gets += 1
         secret = self.secrets.get((namespace, name))
         if secret is None:
             raise KubeError(404, "NotFound", f"secrets {name} not found")

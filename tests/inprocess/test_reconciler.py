@@ -12,7 +12,7 @@ from fakes import Fault, long_ago
 
 from conftest import REALTIME, SOLUTION, Operator
 from disync_operator import types as t
-from disync_operator.controller.runtime import Source
+from disync_operator.controller.runtime import Source, sweep_once
 
 START, STOP, INFO = "StartDISyncInstance", "StopDISyncInstance", "GetDISyncInstanceInfo"
 
@@ -408,3 +408,16 @@ async def test_a_task_never_started_is_not_stopped(operator: Operator) -> None:
 
 def _now(offset: float = 0.0) -> dt.datetime:
     return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset)
+
+
+async def test_a_sweep_pass_reads_each_shared_secret_once(operator: Operator) -> None:
+    operator.kube.put_secret("ak", {"accessKeyId": "LTAIuser", "accessKeySecret": "s"})
+    for i in range(5):
+        operator.kube.create(f"a{i}", REALTIME | {"fileId": 100 + i, "credentials": {"secretRef": {"name": "ak"}}})
+        await operator.visit(f"a{i}")
+    reads = operator.kube.secret_gets
+    assert reads == 5  # a watch event's reconcile reads the Secret as it is now
+    observed, _ = await sweep_once(operator.rt, observe=True, nudge_min_age=None)
+    assert observed == 5
+    assert operator.kube.secret_gets == reads + 1  # the pass: once for all five
+    assert operator.dataworks.count(INFO) == 5

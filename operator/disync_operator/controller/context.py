@@ -65,6 +65,7 @@ class ObjectContext:
         # The start intent on the object that the next status write answers (policy.answer).
         self.answering: t.StartIntent | None = None
         self._credentials: ResolvedCredentials | None = None
+        self.sweep_visit = False  # the sweep's live-state visit: Secrets come from the pass's reads
 
     # -- facts ----------------------------------------------------------------------------------------------------
 
@@ -90,6 +91,7 @@ class ObjectContext:
                 self.rt.default_credentials,
                 default_version,
                 operator_identity_allowed=self.rt.settings.may_use_operator_identity(self.namespace),
+                read_secret=self.rt.pass_secrets.get if self.sweep_visit and self.rt.pass_secrets else None,
             )
         return self._credentials
 

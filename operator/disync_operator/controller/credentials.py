@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from disync_operator.controller.runtime.kube import KubeApi, KubeError
 from disync_operator.dataworks import (
@@ -40,6 +42,9 @@ class CredentialsUnavailable(CredentialsError):
     def __init__(self, message: str, version: str) -> None:
         super().__init__(message)
         self.version = version
+
+
+SecretReader = Callable[[str, str], Awaitable[dict[str, Any]]]
 
 
 def meant_for_us(secret: dict[str, object]) -> bool:
@@ -73,6 +78,7 @@ async def resolve(
     default_version: str = OPERATOR_DEFAULT,
     *,
     operator_identity_allowed: bool = True,
+    read_secret: SecretReader | None = None,
 ) -> ResolvedCredentials:
     if spec.credentials is None:
         if not operator_identity_allowed:
@@ -86,7 +92,7 @@ async def resolve(
     where = f"Secret {namespace}/{ref.name}"
     try:
         # Always the CR's own namespace: the schema has no way to name another one.
-        secret = await kube.get_secret(namespace, ref.name)
+        secret = await (read_secret or kube.get_secret)(namespace, ref.name)
     except KubeError as error:
         if error.status == 404:
             raise CredentialsUnavailable(f"{where} not found", f"secret:{ref.name}:missing") from None

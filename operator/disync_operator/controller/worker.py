@@ -19,6 +19,7 @@ async def reconcile(rt: Runtime, work: Work, logger: Logger) -> None:
     uid = (work.body.get("metadata") or {}).get("uid") or ""
     rt.metrics.reconciles.labels(work.source.value).inc()
     reconciler = Reconciler(rt, work.body, logger)
+    reconciler.sweep_visit = work.source is Source.OBSERVE
     if work.source is Source.DELETED:
         reconciler.deleted(rt.forget(uid))
         rt.metrics.set_ready(object_key(work.body), None)

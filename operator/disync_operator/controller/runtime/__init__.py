@@ -13,6 +13,9 @@ kopf still logs in and watches; everything after the watch event is here:
   each, about half the memory per CR; one paged LIST keeps memory flat.
 - `kube` (the `kubernetes` package; client-go's REST client). Async, no blocking thread pool, 4 pooled connections:
   httpcore's pool scan cost a third of the operator's CPU at 32.
+- `owners` (no kopf counterpart): which resource manages each DataWorks task, so two never act on one.
+- `secrets` (an informer's cache, without list/watch RBAC on Secrets): the Secrets one sweep pass has read, each
+  read once per pass.
 - `process` (kopf's memo; controller-runtime's Manager): what every reconcile of one process shares.
 """
 

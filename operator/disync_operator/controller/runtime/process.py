@@ -17,6 +17,7 @@ from disync_operator.controller.runtime.events import EventRecorder
 from disync_operator.controller.runtime.kube import KubeApi, KubeClient
 from disync_operator.controller.runtime.owners import TaskOwners
 from disync_operator.controller.runtime.requeue import Requeue
+from disync_operator.controller.runtime.secrets import PassSecrets
 from disync_operator.controller.runtime.workqueue import WorkQueue
 from disync_operator.controller.settings import OperatorSettings
 from disync_operator.controller.task import DataWorksTask
@@ -51,6 +52,8 @@ class Runtime:
     finalized: set[str] = field(init=False, default_factory=set)
     # Which object manages each DataWorks task (one per task; see owners.py).
     owners: TaskOwners = field(init=False)
+    # The Secrets the sweep's current pass has read (None between passes).
+    pass_secrets: PassSecrets | None = field(init=False, default=None)
     # Objects waiting for a reconcile (every watch event, requeue and sweep visit goes through it).
     work: WorkQueue = field(init=False, default_factory=WorkQueue)
     kopf_settings: kopf.OperatorSettings = field(init=False, default_factory=kopf.OperatorSettings)

@@ -19,7 +19,8 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any
 
-from disync_operator.controller.runtime.kube import KubeError
+from disync_operator.controller.runtime.kube import KubeApi, KubeError
+from disync_operator.controller.runtime.secrets import PassSecrets
 from disync_operator.controller.runtime.workqueue import Source
 
 if TYPE_CHECKING:
@@ -49,6 +50,18 @@ async def sweep_once(runtime: Runtime, *, observe: bool, nudge_min_age: float | 
     when its visits are done."""
     kube = await runtime.kube()
     now = dt.datetime.now(dt.UTC)
+    observed = nudged = 0
+    runtime.pass_secrets = PassSecrets(kube) if observe else None
+    try:
+        observed, nudged = await _visit_all(runtime, kube, now, observe=observe, nudge_min_age=nudge_min_age)
+    finally:
+        runtime.pass_secrets = None
+    return observed, nudged
+
+
+async def _visit_all(
+    runtime: Runtime, kube: KubeApi, now: dt.datetime, *, observe: bool, nudge_min_age: float | None
+) -> tuple[int, int]:
     observed = nudged = 0
     targets: list[str | None] = list(runtime.settings.namespaces) or [None]
     for namespace in targets:
