@@ -10,6 +10,11 @@ The public face is this module; everything behind it is private and may change::
 Each call is one signed attempt (ACS3-HMAC-SHA256). Failures raise a :class:`DataWorksError` subclass whose
 ``retryable`` and ``retry_after`` tell the caller whether and when to try again.
 
+A badly answering endpoint costs a bounded amount: a call ends within ``ClientOptions.effective_call_timeout``
+(``TransportError`` code ``CallTimeout``), a body beyond ``ClientOptions.max_response_bytes``, received or decoded,
+is abandoned unread (``MalformedResponseError`` code ``ResponseTooLarge``), and an action answered with a
+``Data.Status`` other than success/fail raises :class:`UnknownOutcomeError`.
+
 Credentials go only to DataWorks hosts: :func:`resolve_endpoint` takes a host from ``REGION_ENDPOINTS`` (the official
 SDK's map) or builds it from a region id the operator's configuration allows, and raises :class:`UnknownRegionError`
 otherwise. Credential values are checked by :func:`credential_problem`, which describes a bad value without quoting it.
@@ -41,6 +46,7 @@ from ._errors import (
     TerminalError,
     ThrottlingError,
     TransportError,
+    UnknownOutcomeError,
 )
 from ._models import (
     AccessDeniedDetail,
@@ -95,6 +101,7 @@ __all__ = [
     "TerminateDISyncInstanceRequest",
     "ThrottlingError",
     "TransportError",
+    "UnknownOutcomeError",
     "UnknownRegionError",
     "allowed_regions",
     "credential_problem",

@@ -27,6 +27,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .. import __version__
+from ._body import ACCEPT_ENCODING, read_limited
 from ._credentials import Credentials, CredentialsProvider, credentials_problem
 from ._errors import (
     CredentialsError,
@@ -35,6 +36,7 @@ from ._errors import (
     OperationFailedError,
     TerminalError,
     TransportError,
+    UnknownOutcomeError,
     classify_error,
     sanitize_snippet,
 )
@@ -72,12 +74,20 @@ class ClientOptions(BaseModel):
     DataWorks' per-account API throttling cares about. ``on_call(action, outcome, seconds)`` is invoked after
     every call with outcome ``"success"`` or the error class name, for metrics; ``seconds`` is the HTTP round
     trip (local queueing for the rate limit and concurrency cap excluded).
+
+    ``connect_timeout`` and ``read_timeout`` bound each network step (``read_timeout`` each single read), so a
+    sender trickling bytes never trips them; ``call_timeout`` bounds the whole exchange, connect + send + reading
+    the complete response, and defaults to ``connect_timeout + read_timeout``. :attr:`effective_call_timeout` is
+    the deadline in force. ``max_response_bytes`` caps a response body, both as received (compressed) and as
+    decoded; a longer one is abandoned unread (``MalformedResponseError``, code ``ResponseTooLarge``).
     """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=10.0, gt=0)
+    call_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_response_bytes: int = Field(default=1_048_576, gt=0)
     qps: float | None = Field(default=None, gt=0)
     max_concurrency: int = Field(default=16, ge=1)
     user_agent: str = Field(default=f"disync-operator/{__version__}", min_length=1)
@@ -91,6 +101,16 @@ class ClientOptions(BaseModel):
         if not value or not value.isprintable():
             raise ValueError("user_agent must be non-empty printable text")
         return value
+
+    @property
+    def effective_call_timeout(self) -> float:
+        """Seconds one call may take from the moment it starts connecting (after credentials, rate limit,
+        concurrency cap and ``before_send``) until its response is complete: ``call_timeout``, or
+        ``connect_timeout + read_timeout`` when that is unset. Once the request may have left, the call ends
+        within this time, so a lease on a started action must be longer than it."""
+        if self.call_timeout is not None:
+            return self.call_timeout
+        return self.connect_timeout + self.read_timeout
 
 
 def build_signed_request(
@@ -194,6 +214,17 @@ _SEND_FAILURES: tuple[tuple[type[Exception], str], ...] = (
 _NOT_SENT = (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError)
 
 
+def _call_timeout(deadline: float, action: str, base_url: str) -> TransportError:
+    # The request may be executing server-side whatever phase the deadline cut (connect, send or read): the caller
+    # must verify rather than assume it never arrived.
+    return TransportError(
+        f"no complete response within the call deadline of {deadline:g}s ({base_url})",
+        request_may_have_been_sent=True,
+        code="CallTimeout",
+        action=action,
+    )
+
+
 def _send_failure(exc: Exception, action: str, base_url: str) -> DataWorksError:
     """The error to raise for ``exc`` from ``httpx.AsyncClient.send``: the class name as ``code`` and a fixed text,
     never ``str(exc)``."""
@@ -209,6 +240,30 @@ def _send_failure(exc: Exception, action: str, base_url: str) -> DataWorksError:
     # Any other transport error, and anything unexpected (not an httpx error): bytes may have left, so the caller
     # must not assume the request never arrived.
     return TransportError(message, code=code, action=action)
+
+
+# A Data.Status is quoted in an error, which ends up in CR status and logs: cleaned and short.
+_STATUS_QUOTE_LEN = 40
+
+
+def _quote_status(status: str) -> str:
+    # Sliced before encoding: the value may be up to max_response_bytes long. "replace" because JSON can carry lone
+    # surrogates, which UTF-8 cannot encode.
+    return sanitize_snippet(status[: _STATUS_QUOTE_LEN * 4].encode("utf-8", "replace"), limit=_STATUS_QUOTE_LEN)
+
+
+def _unknown_outcome(action: str, http_status: int, response: ActionResponse) -> UnknownOutcomeError:
+    quoted = _quote_status(response.data.status)
+    return UnknownOutcomeError(
+        f"{action} answered Success=true with Data.Status {quoted!r}, neither success nor fail: whether it took "
+        "effect is unknown",
+        code="UnknownOutcome",
+        response=response,
+        http_status=http_status,
+        # No api_message: summaries prefer it to the message, and the message is what names the odd status.
+        request_id=response.request_id,
+        action=action,
+    )
 
 
 class DataWorksClient:
@@ -238,6 +293,7 @@ class DataWorksClient:
             ),
             limits=httpx.Limits(max_connections=opts.max_concurrency, max_keepalive_connections=opts.max_concurrency),
             follow_redirects=False,
+            headers={"accept-encoding": ACCEPT_ENCODING},
         )
         self._semaphore = asyncio.Semaphore(opts.max_concurrency)
         self._bucket = TokenBucket(opts.qps) if opts.qps is not None else None
@@ -400,13 +456,48 @@ class DataWorksClient:
 
     async def _send(self, action: str, query: dict[str, str], creds: Credentials) -> tuple[int, httpx.Headers, bytes]:
         request = self._build_request(action, query, creds)
+        deadline = self._options.effective_call_timeout
+        # httpx's timeouts are per step (each read may take read_timeout), so one byte a second would hold a call
+        # for as long as the sender likes: this deadline bounds the whole exchange.
+        timer = asyncio.timeout(deadline)
+        failure: DataWorksError
         try:
-            response = await self._http.send(request)
-            return response.status_code, response.headers, response.content
+            async with timer:
+                status, headers, body = await self._exchange(request)
         except Exception as exc:
-            failure = _send_failure(exc, action, self._base_url)
+            # Whatever surfaced once the deadline passed (normally TimeoutError), the deadline is the cause.
+            if timer.expired():
+                failure = _call_timeout(deadline, action, self._base_url)
+            else:
+                failure = _send_failure(exc, action, self._base_url)
+        else:
+            if body is None:
+                raise self._too_large(action, status, headers)
+            return status, headers, body
         # Raised outside the handler: `from None` alone would still keep the httpx error as __context__.
         raise failure from None
+
+    async def _exchange(self, request: httpx.Request) -> tuple[int, httpx.Headers, bytes | None]:
+        """Status, headers and body (None: longer than max_response_bytes, left unread)."""
+        response = await self._http.send(request, stream=True)
+        try:
+            body = await read_limited(response, self._options.max_response_bytes)
+        finally:
+            # Also on the limit, the deadline or a cancellation: an unread response's connection is closed here,
+            # not returned to the pool or left open.
+            await response.aclose()
+        return response.status_code, response.headers, body
+
+    def _too_large(self, action: str, status: int, headers: httpx.Headers) -> MalformedResponseError:
+        # The headers are kept for diagnostics and retry timing, as for any other error; the body is not quoted.
+        return MalformedResponseError(
+            f"response larger than {self._options.max_response_bytes} bytes; not read ({self._base_url})",
+            code="ResponseTooLarge",
+            http_status=status,
+            request_id=headers.get("x-acs-request-id"),
+            retry_after=_retry_after(headers, status),
+            action=action,
+        )
 
     def _parse(self, action: str, response_cls: type[_R], status: int, headers: httpx.Headers, body: bytes) -> _R:
         header_request_id = headers.get("x-acs-request-id")
@@ -433,15 +524,21 @@ class DataWorksClient:
             raise self._unparseable_success(action, status, body, header_request_id, retry_after) from None
         if isinstance(result, ActionResponse):
             data = result.data
-            if not result.success or data.status.lower() == "fail":
+            # The API documents "success" and "fail" but answers them in varying case ("SUCCESS" has been seen), so
+            # case is ignored; any other value (e.g. "RUNNING", "") is not an outcome and must not pass as success.
+            outcome = data.status.lower()
+            if not result.success or outcome == "fail":
                 raise OperationFailedError(
-                    data.message or f"{action} reported Success={result.success}, Status={data.status!r}",
+                    data.message
+                    or f"{action} reported Success={result.success}, Status={_quote_status(data.status)!r}",
                     response=result,
                     http_status=status,
                     api_message=data.message,
                     request_id=result.request_id,
                     action=action,
                 )
+            if outcome != "success":
+                raise _unknown_outcome(action, status, result)
         elif isinstance(result, InstanceInfoResponse) and not result.success:
             raise OperationFailedError(
                 result.data.message or f"{action} reported Success=false",

@@ -31,6 +31,7 @@ __all__ = [
     "TerminalError",
     "ThrottlingError",
     "TransportError",
+    "UnknownOutcomeError",
     "classify_error",
     "sanitize_snippet",
 ]
@@ -124,7 +125,8 @@ class ThrottlingError(RetryableError):
 class TransportError(RetryableError):
     """Timeouts, refused or reset connections, protocol errors: no usable HTTP response.
 
-    ``code`` is the httpx exception class name (``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``...).
+    ``code`` is the httpx exception class name (``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``...), or
+    ``CallTimeout`` when the whole exchange outlasted ``ClientOptions.effective_call_timeout``.
 
     ``request_may_have_been_sent`` is False only when the failure happened before any byte left (connect and
     pool errors); after a read timeout the server may have acted on the request.
@@ -136,7 +138,21 @@ class TransportError(RetryableError):
 
 
 class MalformedResponseError(RetryableError):
-    """The response is not a well-formed API response (HTML from a proxy, truncated or mistyped JSON)."""
+    """The response is not a well-formed API response (HTML from a proxy, truncated or mistyped JSON), or it is
+    longer than ``ClientOptions.max_response_bytes`` (``code`` ``"ResponseTooLarge"``; the body is left unread)."""
+
+
+class UnknownOutcomeError(RetryableError):
+    """HTTP 200 and ``Success=true``, but an action's ``Data.Status`` is neither ``success`` nor ``fail`` (e.g.
+    ``RUNNING`` or empty): whether the action took effect is unknown. ``code`` is ``"UnknownOutcome"``.
+
+    Retryable, and not a throttling error, so a caller treats the action as one that may have happened and checks
+    the instance's state (GetDISyncInstanceInfo) before starting again. ``response`` is the parsed answer.
+    """
+
+    def __init__(self, message: str, *, response: ActionResponse | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.response = response
 
 
 class ClockSkewError(RetryableError):
