@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from disync_operator.dataworks import (
+    CallBudget,
     ClientOptions,
     DataWorksClient,
     GetDISyncInstanceInfoRequest,
@@ -105,7 +106,7 @@ async def test_client_without_qps_does_not_wait() -> None:
     async with DataWorksClient(
         "http://127.0.0.1:1", StaticCredentialsProvider("ak", "sk"), transport=httpx.MockTransport(handler)
     ) as client:
-        assert client._bucket is None
+        assert client._budget._bucket is None
         await asyncio.gather(*(client.get_instance_info(info(i)) for i in range(1, 21)))
     assert count == 20
 
@@ -193,3 +194,25 @@ async def test_cancelled_waiter_releases_nothing_it_did_not_take() -> None:
         release.set()
         await asyncio.gather(first, third)
     assert peak == 1
+
+
+async def test_clients_sharing_a_budget_hold_one_qps_limit_together() -> None:
+    """Two endpoint clients (two regions) on one CallBudget: the limit is the process's, not each region's."""
+    sends: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sends.append(asyncio.get_running_loop().time())
+        return httpx.Response(200, json=OK)
+
+    budget = CallBudget(qps=20, max_concurrency=4)
+    creds = StaticCredentialsProvider("ak", "sk")
+    transport = httpx.MockTransport(handler)
+    async with (
+        DataWorksClient("http://127.0.0.1:1", creds, transport=transport, budget=budget) as one,
+        DataWorksClient("http://127.0.0.2:1", creds, transport=transport, budget=budget) as two,
+    ):
+        await asyncio.gather(*(c.get_instance_info(info(i)) for i in range(1, 11) for c in (one, two)))
+    assert len(sends) == 20
+    # 20 calls at 20/s together: the schedule spans at least 19 intervals of 50 ms (each client alone would have
+    # let its 10 through in 0.45 s).
+    assert sends[-1] - sends[0] >= 19 * 0.05 * 0.9

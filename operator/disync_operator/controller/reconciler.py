@@ -178,7 +178,7 @@ class Reconciler(ObjectContext):
         if spec is None or self.status.started_generation != self.generation or self.other_owner() is not None:
             return
         try:
-            info = await self.rt.dataworks.observe(spec, (await self.credentials(spec)).provider)
+            info = await self.rt.dataworks.observe(spec, (await self.credentials(spec)).provider, follow_up=True)
         except DataWorksError as error:
             self.logger.debug("live state not read: %s", policy.error_summary(error))
             return

@@ -24,6 +24,12 @@ class OperatorSettings(BaseSettings):
     max_concurrency: int = Field(default=16, ge=1, le=1024)
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=10.0, gt=0)
+    # The whole call, whatever the sender's pace (default connect + read timeout); the start lease must outlast it.
+    call_timeout: float | None = Field(default=None, gt=0)
+    # The largest answer read from DataWorks (compressed or not); a larger one is a retryable MalformedResponse.
+    max_response_bytes: int = Field(default=1_048_576, ge=1024)
+    # The share of DISYNC_QPS the sweep's live-state reads may use (default half): starts and stops go first.
+    observe_qps: float | None = Field(default=None, gt=0)
 
     # Retry policy for retryable errors.
     backoff_base: float = Field(default=1.0, gt=0)
@@ -62,6 +68,16 @@ class OperatorSettings(BaseSettings):
         default=None, description="Identity in start intents; default POD_NAME/hostname+pid"
     )
 
+    @property
+    def effective_call_timeout(self) -> float:
+        return self.call_timeout if self.call_timeout is not None else self.connect_timeout + self.read_timeout
+
+    @property
+    def effective_observe_qps(self) -> float | None:
+        if self.observe_qps is not None:
+            return self.observe_qps if self.qps is None else min(self.observe_qps, self.qps)
+        return self.qps / 2 if self.qps is not None else None
+
     def may_use_operator_identity(self, namespace: str) -> bool:
         allowed = self.default_credentials_namespaces
         return "*" in allowed or namespace in allowed
@@ -80,10 +96,11 @@ class OperatorSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _lease_outlasts_a_call(self) -> OperatorSettings:
-        # A start intent is trusted for the lease; a call may be in flight for up to connect + read timeout.
-        if self.start_lease_seconds <= self.connect_timeout + self.read_timeout:
+        # A start intent is trusted for the lease; a call may be in flight for up to its overall deadline.
+        if self.start_lease_seconds <= self.effective_call_timeout:
             raise ValueError(
-                "DISYNC_START_LEASE_SECONDS must exceed DISYNC_CONNECT_TIMEOUT + DISYNC_READ_TIMEOUT "
-                f"({self.start_lease_seconds} <= {self.connect_timeout} + {self.read_timeout})"
+                "DISYNC_START_LEASE_SECONDS must exceed the call deadline (DISYNC_CALL_TIMEOUT, by default "
+                f"DISYNC_CONNECT_TIMEOUT + DISYNC_READ_TIMEOUT): {self.start_lease_seconds} <= "
+                f"{self.effective_call_timeout}"
             )
         return self

@@ -16,6 +16,7 @@ from disync_operator import types as t
 from disync_operator.controller.settings import OperatorSettings
 from disync_operator.dataworks import (
     ActionResponse,
+    CallBudget,
     ClientOptions,
     CredentialsProvider,
     DataWorksClient,
@@ -24,6 +25,7 @@ from disync_operator.dataworks import (
     InstanceInfoResponse,
     StartDISyncInstanceRequest,
     StopDISyncInstanceRequest,
+    TokenBucket,
     UnknownRegionError,
     resolve_endpoint,
 )
@@ -58,10 +60,18 @@ class DataWorksTask:
         self._options = ClientOptions(
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
+            call_timeout=settings.call_timeout,
+            max_response_bytes=settings.max_response_bytes,
             qps=settings.qps,
             max_concurrency=settings.max_concurrency,
             on_call=on_call,
         )
+        # One budget for the process, whatever the region: DataWorks throttles per account. The endpoint clients
+        # are as many as the allow-list has hosts at most, and each closes idle connections itself (httpx keep-alive).
+        self._budget = CallBudget(settings.qps, settings.max_concurrency)
+        # Following live states takes at most this share, so starts and stops never wait behind a sweep.
+        observe_qps = settings.effective_observe_qps
+        self._observe_budget = TokenBucket(observe_qps) if observe_qps is not None else None
         self._clients: dict[str, DataWorksClient] = {}
 
     def region_problem(self, spec: t.DISyncInstanceSpec) -> str | None:
@@ -89,12 +99,21 @@ class DataWorksTask:
         client = self._clients.get(endpoint)
         if client is None:
             client = self._clients[endpoint] = DataWorksClient(
-                endpoint, self._default_credentials, options=self._options, transport=self._transport
+                endpoint,
+                self._default_credentials,
+                options=self._options,
+                transport=self._transport,
+                budget=self._budget,
             )
         return client
 
-    async def observe(self, spec: t.DISyncInstanceSpec, credentials: CredentialsProvider) -> InstanceInfoResponse:
-        """The task's live state (GetDISyncInstanceInfo)."""
+    async def observe(
+        self, spec: t.DISyncInstanceSpec, credentials: CredentialsProvider, *, follow_up: bool = False
+    ) -> InstanceInfoResponse:
+        """The task's live state (GetDISyncInstanceInfo). `follow_up`: the sweep's routine look, which waits for the
+        observation budget first (a verification before a start does not)."""
+        if follow_up and self._observe_budget is not None:
+            await self._observe_budget.acquire()
         request = GetDISyncInstanceInfoRequest(
             project_id=spec.project_id, task_type=ApiTaskType(spec.task_type.value), file_id=spec.file_id
         )

@@ -63,6 +63,7 @@ from ._models import (
     TaskType,
     TerminateDISyncInstanceRequest,
 )
+from ._throttle import CallBudget, TokenBucket
 
 __all__ = [
     "API_VERSION",
@@ -72,6 +73,7 @@ __all__ = [
     "ActionData",
     "ActionResponse",
     "AuthenticationError",
+    "CallBudget",
     "ClientOptions",
     "ClockSkewError",
     "Credentials",
@@ -100,6 +102,7 @@ __all__ = [
     "TerminalError",
     "TerminateDISyncInstanceRequest",
     "ThrottlingError",
+    "TokenBucket",
     "TransportError",
     "UnknownOutcomeError",
     "UnknownRegionError",

@@ -52,7 +52,7 @@ from ._models import (
     _InstanceRequest,
 )
 from ._signing import EMPTY_PAYLOAD_SHA256, authorization, canonical_query, new_nonce, utc_timestamp
-from ._throttle import TokenBucket
+from ._throttle import CallBudget
 
 __all__ = ["API_VERSION", "ClientOptions", "DataWorksClient", "build_signed_request"]
 
@@ -274,7 +274,10 @@ class DataWorksClient:
         *,
         options: ClientOptions | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        budget: CallBudget | None = None,
     ) -> None:
+        """`budget`: a QPS limit and concurrency cap shared with other clients (default: this client's own, from
+        `options`)."""
         url = httpx.URL(endpoint)
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"endpoint must be an http(s) base URL, got {endpoint!r}")
@@ -295,8 +298,7 @@ class DataWorksClient:
             follow_redirects=False,
             headers={"accept-encoding": ACCEPT_ENCODING},
         )
-        self._semaphore = asyncio.Semaphore(opts.max_concurrency)
-        self._bucket = TokenBucket(opts.qps) if opts.qps is not None else None
+        self._budget = budget or CallBudget(opts.qps, opts.max_concurrency)
 
     @property
     def endpoint(self) -> str:
@@ -365,9 +367,7 @@ class DataWorksClient:
         called = True
         try:
             creds = await self._resolve_credentials(credentials)
-            async with self._semaphore:
-                if self._bucket is not None:
-                    await self._bucket.acquire()
+            async with self._budget.slot():
                 if before_send is not None:
                     called = False  # the caller called it off: not a DataWorks call, not in the metrics
                     await before_send()

@@ -9,10 +9,11 @@ us slower than the limit, never faster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-__all__ = ["TokenBucket"]
+__all__ = ["CallBudget", "TokenBucket"]
 
 
 class TokenBucket:
@@ -50,3 +51,21 @@ class TokenBucket:
         delay = self.reserve()
         if delay > 0:
             await self._sleep(delay)
+
+
+class CallBudget:
+    """A QPS limit and a concurrency cap that several clients share: DataWorks throttles per account, so a process
+    talking to many regions (one client per endpoint) must still hold one budget. `slot()` waits for both."""
+
+    def __init__(self, qps: float | None, max_concurrency: int) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._bucket = TokenBucket(qps) if qps is not None else None
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self._semaphore:
+            if self._bucket is not None:
+                await self._bucket.acquire()
+            yield
