@@ -33,6 +33,12 @@ class Metrics:
             ["source"],
             registry=self.registry,
         )
+        self.observe_period = Gauge(
+            "disync_observe_period_seconds",
+            "How often each started task's live state is read: DISYNC_OBSERVE_INTERVAL, or the last pass's length if "
+            "longer (about N / DISYNC_OBSERVE_QPS)",
+            registry=self.registry,
+        )
         self.queued = Gauge(
             "disync_workqueue_depth", "Objects waiting in the work queue for a reconcile", registry=self.registry
         )

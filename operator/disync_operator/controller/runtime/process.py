@@ -52,6 +52,8 @@ class Runtime:
     finalized: set[str] = field(init=False, default_factory=set)
     # Which object manages each DataWorks task (one per task; see owners.py).
     owners: TaskOwners = field(init=False)
+    # How many objects the sweep's last live-state pass visited (to spread the next one over the interval).
+    observed_last_pass: int = field(init=False, default=0)
     # The Secrets the sweep's current pass has read (None between passes).
     pass_secrets: PassSecrets | None = field(init=False, default=None)
     # Objects waiting for a reconcile (every watch event, requeue and sweep visit goes through it).

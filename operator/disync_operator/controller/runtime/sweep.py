@@ -63,6 +63,9 @@ async def _visit_all(
     runtime: Runtime, kube: KubeApi, now: dt.datetime, *, observe: bool, nudge_min_age: float | None
 ) -> tuple[int, int]:
     observed = nudged = 0
+    # Spread the live-state reads over the interval rather than bursting them (the previous pass's count is the
+    # estimate); the observation budget (DISYNC_OBSERVE_QPS) is the other bound on the pace.
+    spacing = runtime.settings.observe_interval / runtime.observed_last_pass if runtime.observed_last_pass else 0.0
     targets: list[str | None] = list(runtime.settings.namespaces) or [None]
     for namespace in targets:
         page: list[str] = []
@@ -73,6 +76,8 @@ async def _visit_all(
                 runtime.work.add(uid, item, Source.SWEEP)
                 nudged += 1
             elif observe and not meta.get("deletionTimestamp"):
+                if spacing and observed:
+                    await asyncio.sleep(spacing)
                 runtime.work.add(uid, item, Source.OBSERVE, observe=True)
                 observed += 1
             else:
@@ -82,6 +87,8 @@ async def _visit_all(
                 await runtime.work.settled(page)
                 page = []
         await runtime.work.settled(page)
+    if observe:
+        runtime.observed_last_pass = observed
     return observed, nudged
 
 
@@ -107,6 +114,10 @@ async def sweep_forever(runtime: Runtime) -> None:
         except (KubeError, OSError) as error:
             log.warning("sweep failed, next in %.0fs: %s", tick, error)
             continue
+        if observe:
+            # How often each started task's live state is really read: the interval, or the pass if it is longer
+            # (about N / DISYNC_OBSERVE_QPS).
+            runtime.metrics.observe_period.set(max(observe_every, clock() - now))
         last_observe = now if observe else last_observe
         last_nudge = now if nudge_due else last_nudge
         if nudged:
