@@ -179,6 +179,10 @@ class Fault:
     code: str | None = None  # an error document (HTTP >= 400)
     fail_message: str | None = None  # HTTP 200, Data.Status "fail"
     lost: bool = False  # the action takes effect, then the response is lost (read timeout)
+    # A success answer with these values instead of the normal ones (the action takes effect)
+    data_status: str | None = None
+    data_message: str | None = None
+    request_id: str | None = None
 
 
 @dataclass
@@ -210,6 +214,8 @@ class FakeDataWorks:
         self.params.append(params)
         request_id = f"REQ-{next(self._ids)}"
         fault = (self.faults.get(action) or [None]).pop(0) if self.faults.get(action) else None
+        if fault is not None and fault.request_id is not None:
+            request_id = fault.request_id
         if fault is not None and fault.code is not None:
             body = {"RequestId": request_id, "Code": fault.code, "Message": f"{fault.code} from the fake"}
             return httpx.Response(fault.http_status, json=body)
@@ -233,6 +239,10 @@ class FakeDataWorks:
                 data = {"Status": self.states.get(file_id, "NORUN"), "Message": None}
         else:
             data = {"Status": "success", "Message": None}
+        if fault is not None and fault.data_status is not None:
+            data["Status"] = fault.data_status
+        if fault is not None and fault.data_message is not None:
+            data["Message"] = fault.data_message
         return httpx.Response(200, json={"RequestId": request_id, "Success": True, "Data": data})
 
 
