@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from disync_operator import types as t
 
@@ -73,7 +74,7 @@ def _to_structural(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
-def schema_of(model: type[t._Model]) -> dict[str, Any]:
+def schema_of(model: type[BaseModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     structural: dict[str, Any] = _to_structural(raw, raw.get("$defs", {}))
     return structural

@@ -42,6 +42,14 @@ class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
+class _Written(BaseModel):
+    """What the operator writes and reads back (status, the start intent): fields it doesn't know are ignored, so a
+    status written by a newer version (or defaults a newer CRD adds) never makes an older one lose its record of
+    what was started. Only input from users (the spec) is held strictly."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
 class TaskType(StrEnum):
     DI_REALTIME = "DI_REALTIME"
     DI_SOLUTION = "DI_SOLUTION"
@@ -306,7 +314,7 @@ STATUS_LEN, MESSAGE_LEN, REQUEST_ID_LEN, CODE_LEN, CONDITION_MESSAGE_LEN = 64, 4
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
-class Condition(_Model):
+class Condition(_Written):
     """A metav1.Condition."""
 
     type: str = Field(max_length=316, description="Ready or Synced.")
@@ -319,7 +327,7 @@ class Condition(_Model):
     )
 
 
-class StartIntent(_Model):
+class StartIntent(_Written):
     """A start about to be sent: written on the object (annotation `disync.dev/start-intent`) when the rate limit lets
     StartDISyncInstance go, so a crash or a lost response can never lead to a second start of the same generation.
     A status write *answers* it (`answeredIntent`); one whose outcome stays unknown is kept as `unverifiedIntent`
@@ -341,7 +349,7 @@ class StartIntent(_Model):
     )
 
 
-class LastError(_Model):
+class LastError(_Written):
     code: Annotated[str | None, CloudText(CODE_LEN)] = Field(
         default=None, max_length=CODE_LEN, description="API error code, or the client error kind."
     )
@@ -349,7 +357,7 @@ class LastError(_Model):
     retryable: bool = Field(description="Whether the operator will retry on its own.")
 
 
-class DISyncInstanceStatus(_Model):
+class DISyncInstanceStatus(_Written):
     """Observed state, written only by the operator through the status subresource."""
 
     status: Annotated[str | None, CloudText(STATUS_LEN)] = Field(

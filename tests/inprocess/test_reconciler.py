@@ -421,3 +421,26 @@ async def test_a_sweep_pass_reads_each_shared_secret_once(operator: Operator) ->
     assert observed == 5
     assert operator.kube.secret_gets == reads + 1  # the pass: once for all five
     assert operator.dataworks.count(INFO) == 5
+
+
+async def test_a_status_from_a_newer_version_keeps_its_record_of_the_start(operator: Operator) -> None:
+    """Fields this version does not know (a newer operator's, or a newer CRD's defaults) are ignored, not a reason
+    to forget that the task was started."""
+    operator.kube.create("a", REALTIME)
+    await operator.visit("a")
+    ready = {"type": "Ready", "status": "True", "reason": "Started", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    operator.kube.edit_status("a", {"someNewField": 3, "conditions": [ready | {"newConditionField": 1}]})
+    operator.kube.edit("a", labels={"x": "y"})
+    await operator.visit("a")
+    assert operator.dataworks.calls == [(START, 100)]
+
+
+async def test_an_unreadable_status_is_verified_before_any_start(operator: Operator) -> None:
+    operator.dataworks.states[100] = "RUN"
+    operator.kube.create("a", REALTIME)
+    # (The API server's schema refuses most of this; a status its schema admits but this version can't read, e.g.
+    # after a downgrade across an incompatible change, is the case that matters.)
+    operator.kube.objects[("default", "a")]["status"] = {"startedGeneration": "broken", "observedGeneration": "broken"}
+    await operator.visit("a")
+    assert operator.dataworks.calls == [(INFO, 100)]  # it runs: recorded, not started a second time
+    assert operator.ready("a") == ("True", "Running")

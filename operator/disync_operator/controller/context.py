@@ -16,12 +16,14 @@ from disync_operator.controller.runtime.process import Runtime
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
-def parse_status(body: dict[str, Any]) -> t.DISyncInstanceStatus:
+def parse_status(body: dict[str, Any]) -> tuple[t.DISyncInstanceStatus, bool]:
+    """The status, and whether it was unreadable. Status is ours, but a human may have edited it: start from a clean
+    slate rather than crash-loop, and (the caller) verify the live state before any start, since the record of what
+    was started is what got lost."""
     try:
-        return t.DISyncInstanceStatus.model_validate(dict(body.get("status") or {}))
+        return t.DISyncInstanceStatus.model_validate(dict(body.get("status") or {})), False
     except ValidationError:
-        # Status is ours, but a human may have edited it: start from a clean slate rather than crash-loop.
-        return t.DISyncInstanceStatus()
+        return t.DISyncInstanceStatus(), True
 
 
 def parse_spec(body: dict[str, Any]) -> tuple[t.DISyncInstanceSpec | None, str]:
@@ -54,7 +56,7 @@ class ObjectContext:
         self.generation = int(meta.get("generation") or 0)
         self.finalizers: list[str] = list(meta.get("finalizers") or [])
         self.deleting = bool(meta.get("deletionTimestamp"))
-        self.status = parse_status(body)
+        self.status, self.status_unreadable = parse_status(body)
         self.spec, self.spec_problem = parse_spec(body)
         if self.spec is not None:
             region_problem = rt.dataworks.region_problem(self.spec)
@@ -105,7 +107,7 @@ class ObjectContext:
             update = update.merged(t.StatusUpdate(legacy_pending_start=None))  # moved to unverifiedIntent
         updated = await (await self.rt.kube()).patch_status(self.namespace, self.name, update)
         self.wrote(updated)
-        self.status = parse_status(updated)
+        self.status, _ = parse_status(updated)
         ready = self.status.condition(policy.READY)
         self.rt.metrics.set_ready(object_key(self.body), ready.status if ready else "Unknown")
 

@@ -54,7 +54,7 @@ class Reconciler(ObjectContext):
             lease_seconds=self.rt.settings.start_lease_seconds,
             at=at,
             intent=intent,
-            unreadable_intent=read.unreadable is not None,
+            unreadable_intent=read.unreadable is not None or self.status_unreadable,
             handed_over=self.uid in self.rt.owners.handed_over,
         )
         self.logger.debug("start decision: %s %s", decision.action, decision.why)

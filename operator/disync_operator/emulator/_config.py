@@ -93,7 +93,8 @@ class TimingsConfig(_Strict):
 
 class FaultConfig(_Strict):
     """Injected misbehaviour. The five ``*_rate`` faults are mutually exclusive per request (one RNG draw picks at
-    most one), so their sum must not exceed 1."""
+    most one), so their sum must not exceed 1. The hostile-answer options below them shape the answers that get
+    no such fault (and the error documents), and combine with each other."""
 
     seed: int = 0
     # Only requests whose action is listed are affected; None means every action.
@@ -111,6 +112,29 @@ class FaultConfig(_Strict):
     throttle_burst: float | None = Field(default=None, ge=1)
     drop_start_response: int = Field(default=0, ge=0)
 
+    # Hostile answers (see _hostile.py). Deterministic: no RNG draw, every answer to a matching action gets them.
+    # Text fields of N characters: Data.Message and RequestId of 200 answers, Message and RequestId of error
+    # documents, and the x-acs-request-id header (at most long_header_max characters: HTTP clients refuse
+    # response heads beyond a limit, httpcore's is 100 KiB, and that would be a different fault).
+    long_fields: int = Field(default=0, ge=0, le=1_000_000)
+    # ANSI escape sequences and control characters (ESC, BEL, NUL, CR, DEL, C1 CSI) throughout those fields; the
+    # header only gets what a header can carry (the 8-bit C1 CSI, obs-text).
+    long_fields_dirty: bool = False
+    long_header_max: int = Field(default=8192, ge=1, le=65_536)
+    # Start/Stop/Terminate answers that would say "success" say this Data.Status instead; the action is performed.
+    data_status: str | None = Field(default=None, max_length=4096)
+    # A performed action's 200 answer padded with JSON whitespace to this many bytes, streamed (never held).
+    big_body_bytes: int = Field(default=0, ge=0, le=16 * 2**30)
+    # A performed action's 200 answer sent with Content-Encoding: gzip, inflating to this many bytes (the answer
+    # and whitespace): about 1 KiB on the wire per MiB inflated, streamed from a precomputed block.
+    gzip_bomb_bytes: int = Field(default=0, ge=0, le=64 * 2**30)
+    # Send Content-Length for those two (default: chunked transfer encoding, so the reader must count).
+    declare_length: bool = False
+    # A performed action's 200 answer: head at once, then the body one byte at a time with this pause between
+    # bytes; cut (connection reset) after trickle_max_seconds at most.
+    trickle_seconds_per_byte: float = Field(default=0, ge=0, le=10)
+    trickle_max_seconds: float = Field(default=60, gt=0, le=300)
+
     @field_validator("actions")
     @classmethod
     def _known_actions(cls, value: list[str] | None) -> list[str] | None:
@@ -125,6 +149,12 @@ class FaultConfig(_Strict):
         total = self.error_rate + self.malformed_rate + self.truncated_rate + self.hang_rate + self.reset_rate
         if total > 1 + 1e-9:
             raise ValueError(f"error/malformed/truncated/hang/reset rates sum to {total:g}; they must sum to <= 1")
+        return self
+
+    @model_validator(mode="after")
+    def _one_body_size(self) -> FaultConfig:
+        if self.big_body_bytes and self.gzip_bomb_bytes:
+            raise ValueError("big_body_bytes and gzip_bomb_bytes are exclusive: set at most one")
         return self
 
     def applies_to(self, action: str) -> bool:
