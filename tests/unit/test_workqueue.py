@@ -7,6 +7,8 @@ import asyncio
 import functools
 from typing import Any
 
+import pytest
+
 from disync_operator.controller.runtime.workqueue import Source, Work, WorkQueue, older, trimmed
 
 
@@ -48,10 +50,17 @@ async def test_an_object_waits_once_with_its_newest_body() -> None:
     assert len(queue) == 0
 
 
-async def test_an_older_observe_visit_still_gets_the_live_state_read() -> None:
+@pytest.mark.parametrize(
+    "observed_version",
+    [
+        "7",  # older than what waits: the newer body stays, but the live state is to be read too
+        "9",  # the sweep lists the same version: it never takes the place of the event
+    ],
+)
+async def test_a_live_state_visit_joins_what_waits(observed_version: str) -> None:
     queue = WorkQueue()
     queue.add("a", body("a", "9"), Source.EVENT)
-    queue.add("a", body("a", "7"), Source.OBSERVE, observe=True)
+    queue.add("a", body("a", observed_version), Source.OBSERVE, observe=True)
     served: list[Work] = []
     done = asyncio.Event()
 
@@ -185,18 +194,3 @@ def test_stale_bodies_and_echoes_are_not_queued_but_requeues_and_deletions_are()
     queue.add("u", body("u", "11"), Source.DELETED)
     queue.add("u", body("u", "12"), Source.EVENT)  # nothing after the object is gone replaces its deletion
     assert len(queue) == 1
-
-
-async def test_a_live_state_visit_never_takes_the_place_of_an_event() -> None:
-    queue = WorkQueue()
-    queue.add("a", body("a", "5"), Source.EVENT)
-    queue.add("a", body("a", "5"), Source.OBSERVE, observe=True)  # the sweep lists the same version
-    served: list[Work] = []
-    done = asyncio.Event()
-
-    async def reconcile(work: Work) -> None:
-        served.append(work)
-        done.set()
-
-    await drain(queue, 1, reconcile, done)
-    assert [(served_as(w), w.observe) for w in served] == [(("5", "event"), True)]
