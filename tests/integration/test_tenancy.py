@@ -22,6 +22,7 @@ TLS_KEY = (
     "-----END PRIVATE KEY-----"
 )
 DB_PASSWORD = "db-password-planted-9f3e1c"
+NON_ASCII = "sécret-plänted-ünïcode-77"
 
 
 def make_tenant(kubectl: Kubectl, namespace: str) -> str:
@@ -62,6 +63,7 @@ def test_a_tenant_cannot_read_secrets_through_the_operator(
     kubectl(
         "create", "secret", "generic", "ak", "--type=disync.dev/dataworks-credentials",
         "--from-literal=accessKeyId=LTAIsecretKeyFromSecret", f"--from-literal=wrapped={TLS_KEY}",
+        f"--from-literal=unicode={NON_ASCII}",
     )  # fmt: skip
     tenant = make_tenant(kubectl, namespace)
     with pytest.raises(KubectlError):
@@ -77,10 +79,16 @@ def test_a_tenant_cannot_read_secrets_through_the_operator(
     assert "is not meant for disync-operator" in condition(tls)["message"]
     wrapped_obj = wait_reason(kubectl, "steal-wrapped", "CredentialsUnavailable")
     assert "key wrapped: contains a line break" in condition(wrapped_obj)["message"]
+    # A non-ASCII value is refused the same way (it used to crash the reconcile, leaving no status at all).
+    unicode_keys = {"accessKeySecret": "unicode"}
+    steal_unicode = dsi("unicode", file_id=102, credentials={"secretRef": {"name": "ak", "keys": unicode_keys}})
+    kubectl.apply(steal_unicode, "--as", tenant)
+    unicode_obj = wait_reason(kubectl, "unicode", "CredentialsUnavailable")
+    assert "key unicode:" in condition(unicode_obj)["message"]
     # Nothing reached the cloud, and no part of any secret came back out.
     assert emulator.requests() == []
     seen = emitted(kubectl, operator, tenant)
-    for secret in (TLS_KEY, DB_PASSWORD):
+    for secret in (TLS_KEY, DB_PASSWORD, NON_ASCII):
         for line in secret.splitlines():
             for i in range(0, max(1, len(line) - 11), 6):
                 assert line[i : i + 12] not in seen
