@@ -13,7 +13,11 @@ Where faults apply:
 * ``drop_start_response``: the next N StartDISyncInstance calls are performed, then the connection is reset;
 * rates (one draw, at most one fires): ``error_rate`` 500 InternalError.System (not performed),
   ``malformed_rate`` 502 HTML (not performed), ``truncated_rate`` 200 with the JSON cut short (performed),
-  ``hang_rate`` no answer for ``hang_seconds`` then reset (not performed), ``reset_rate`` reset (not performed).
+  ``hang_rate`` no answer for ``hang_seconds`` then reset (not performed), ``reset_rate`` reset (not performed);
+* hostile answers (no draw: every matching request, see :class:`Hostile`), on top of the above: ``long_fields``
+  shapes every answer with a document (200s and error documents, not the 502 HTML); ``data_status`` a performed
+  Start/Stop/Terminate's success; ``big_body_bytes``, ``gzip_bomb_bytes`` and ``trickle_seconds_per_byte`` the
+  200 answer of a performed action (not a truncated one, whose body is cut short already).
 """
 
 from __future__ import annotations
@@ -32,9 +36,61 @@ FaultKind = Literal["error", "malformed", "truncated", "hang", "reset", "drop_st
 
 
 @dataclass(frozen=True)
+class Hostile:
+    """The hostile-answer options in force for one request (see ``FaultConfig``)."""
+
+    long_fields: int = 0
+    long_fields_dirty: bool = False
+    long_header_max: int = 8192
+    data_status: str | None = None
+    big_body_bytes: int = 0
+    gzip_bomb_bytes: int = 0
+    declare_length: bool = False
+    trickle_seconds_per_byte: float = 0.0
+    trickle_max_seconds: float = 60.0
+
+    @classmethod
+    def from_config(cls, cfg: FaultConfig) -> Hostile | None:
+        """None when no hostile option is set."""
+        hostile = cls(
+            long_fields=cfg.long_fields,
+            long_fields_dirty=cfg.long_fields_dirty,
+            long_header_max=cfg.long_header_max,
+            data_status=cfg.data_status,
+            big_body_bytes=cfg.big_body_bytes,
+            gzip_bomb_bytes=cfg.gzip_bomb_bytes,
+            declare_length=cfg.declare_length,
+            trickle_seconds_per_byte=cfg.trickle_seconds_per_byte,
+            trickle_max_seconds=cfg.trickle_max_seconds,
+        )
+        return hostile if hostile.active else None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.long_fields or self.data_status is not None or self.streamed)
+
+    @property
+    def streamed(self) -> bool:
+        """Whether a 200 answer's body is generated and written piece by piece."""
+        return bool(self.big_body_bytes or self.gzip_bomb_bytes or self.trickle_seconds_per_byte)
+
+    def body_modes(self) -> list[str]:
+        """Names of the body shapes in force, as the request log records them."""
+        modes = []
+        if self.gzip_bomb_bytes:
+            modes.append("gzip_bomb")
+        elif self.big_body_bytes:
+            modes.append("big_body")
+        if self.trickle_seconds_per_byte:
+            modes.append("trickle")
+        return modes
+
+
+@dataclass(frozen=True)
 class FaultDecision:
     kind: FaultKind | None = None
     retry_after_ms: int = 0
+    hostile: Hostile | None = None
 
     @property
     def performs_action(self) -> bool:
@@ -107,13 +163,14 @@ class FaultEngine:
             cfg = self._config
             if not cfg.applies_to(action):
                 return NO_FAULT
+            hostile = Hostile.from_config(cfg)
             if self._bucket is not None:
                 wait = self._bucket.take()
                 if wait > 0:
-                    return FaultDecision("throttle", retry_after_ms=max(1, math.ceil(wait * 1000)))
+                    return FaultDecision("throttle", retry_after_ms=max(1, math.ceil(wait * 1000)), hostile=hostile)
             if action == "StartDISyncInstance" and self._drops_left > 0:
                 self._drops_left -= 1
-                return FaultDecision("drop_start_response")
+                return FaultDecision("drop_start_response", hostile=hostile)
             rates: tuple[tuple[FaultKind, float], ...] = (
                 ("error", cfg.error_rate),
                 ("malformed", cfg.malformed_rate),
@@ -121,12 +178,13 @@ class FaultEngine:
                 ("hang", cfg.hang_rate),
                 ("reset", cfg.reset_rate),
             )
+            plain = FaultDecision(hostile=hostile)
             if not any(rate for _, rate in rates):
-                return NO_FAULT
+                return plain
             draw = self._rng.random()
             threshold = 0.0
             for kind, rate in rates:
                 threshold += rate
                 if draw < threshold:
-                    return FaultDecision(kind)
-            return NO_FAULT
+                    return FaultDecision(kind, hostile=hostile)
+            return plain

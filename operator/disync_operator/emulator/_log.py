@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import Counter, deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 
@@ -20,6 +20,12 @@ class RequestRecord:
     code: str | None  # error Code, or "success"/"fail" (Data.Status) for 200s, None when nothing was decided
     fault: str | None
     request_id: str
+    # Streamed answers only (big body, gzip bomb, trickle), filled in once the answer ended: body bytes written (on
+    # the wire, so compressed for a bomb), seconds from the head to the end, and how it ended: "complete",
+    # "client_gone" (the client closed or reset the connection), "cut" (trickle_max_seconds) or "stopped".
+    sent_bytes: int | None = None
+    answer_seconds: float | None = None
+    answer_end: str | None = None
 
     @property
     def outcome(self) -> str:
@@ -50,6 +56,18 @@ class RequestLog:
             self._entries.append(record)
             # Counters are kept apart from the bounded deque so they stay exact after old entries fall off.
             self._counters.setdefault(record.action, Counter())[record.outcome] += 1
+
+    def finish(self, seq: int, *, sent_bytes: int, answer_seconds: float, answer_end: str) -> None:
+        """Record how a streamed answer ended on its entry (if it is still in the log); counters are unchanged.
+        Searched from the newest: entries are appended when answered, so seq order is only roughly append order."""
+        with self._lock:
+            for index in range(len(self._entries) - 1, -1, -1):
+                entry = self._entries[index]
+                if entry.seq == seq:
+                    self._entries[index] = replace(
+                        entry, sent_bytes=sent_bytes, answer_seconds=answer_seconds, answer_end=answer_end
+                    )
+                    return
 
     def entries(self, *, action: str | None = None, since: int = 0) -> list[RequestRecord]:
         with self._lock:

@@ -11,7 +11,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -22,9 +22,17 @@ from disync_operator.dataworks._signing import parse_authorization
 from disync_operator.emulator._auth import SignedRequest, Verifier, WallClock
 from disync_operator.emulator._config import ACTIONS, API_VERSION, EmulatorConfig, FaultConfig, demo_config
 from disync_operator.emulator._errors import ApiError
-from disync_operator.emulator._faults import FaultDecision, FaultEngine
+from disync_operator.emulator._faults import FaultDecision, FaultEngine, Hostile
+from disync_operator.emulator._hostile import (
+    GzipBomb,
+    long_header_value,
+    long_request_id,
+    long_text,
+    padded_body,
+    padded_length,
+)
 from disync_operator.emulator._log import RequestLog, RequestRecord
-from disync_operator.emulator._state import Clock, EmulatorState
+from disync_operator.emulator._state import Clock, DispatchResult, EmulatorState
 
 log = logging.getLogger("disync_operator.emulator")
 
@@ -60,6 +68,43 @@ def _reset_connection(request: web.Request) -> None:
 
 class _NoResponse(Exception):
     """Raised after the connection was deliberately dropped: there is nothing left to send."""
+
+
+# The actions whose Data.Status is an outcome ("success"/"fail"); GetDISyncInstanceInfo's is the task's state.
+_ACTION_VERBS = frozenset({"StartDISyncInstance", "StopDISyncInstance", "TerminateDISyncInstance"})
+
+
+def _label(*names: str | None) -> str | None:
+    """The request log's `fault`: the names of everything that shaped the answer, joined with '+'."""
+    present = [name for name in names if name]
+    return "+".join(present) if present else None
+
+
+def _long_fields(request_id: str, hostile: Hostile) -> tuple[str, str, str]:
+    """(Message, body RequestId, header RequestId) of `long_fields` characters (the header's at most
+    `long_header_max`)."""
+    length, dirty = hostile.long_fields, hostile.long_fields_dirty
+    return (
+        long_text(length, dirty=dirty),
+        long_request_id(request_id, length, dirty=dirty),
+        long_header_value(request_id, min(length, hostile.long_header_max), dirty=dirty),
+    )
+
+
+def _shape(
+    action: str, result: DispatchResult, request_id: str, hostile: Hostile
+) -> tuple[dict[str, Any], str, str, list[str]]:
+    """A 200 answer's Data, body RequestId and header RequestId under `hostile`, and the names of what applied."""
+    data = dict(result.data)
+    applied: list[str] = []
+    if hostile.data_status is not None and action in _ACTION_VERBS and result.outcome == "success":
+        data["Status"] = hostile.data_status
+        applied.append("data_status")
+    body_id = header_id = request_id
+    if hostile.long_fields:
+        data["Message"], body_id, header_id = _long_fields(request_id, hostile)
+        applied.append("long_fields")
+    return data, body_id, header_id, applied
 
 
 class Emulator:
@@ -260,39 +305,120 @@ class Emulator:
                 raise _NoResponse
 
             result = self.state.dispatch(action, query, access_key)
-            payload = json.dumps(
-                {"Success": True, "RequestId": request_id, "Data": result.data}, separators=(",", ":")
-            ).encode()
+            hostile = fault.hostile
+            data, body_id, header_id = result.data, request_id, request_id
+            shaped: list[str] = []
+            if hostile is not None:
+                data, body_id, header_id, shaped = _shape(action, result, request_id, hostile)
+            payload = json.dumps({"Success": True, "RequestId": body_id, "Data": data}, separators=(",", ":")).encode()
             if fault.kind == "drop_start_response":
                 record(None, result.outcome, fault.kind)
                 _reset_connection(request)
                 raise _NoResponse
             if fault.kind == "truncated":
-                record(200, result.outcome, fault.kind)
+                record(200, result.outcome, _label(fault.kind, *shaped))
                 payload = payload[: max(1, len(payload) // 2)]
+            elif hostile is not None and hostile.streamed:
+                record(200, result.outcome, _label(*shaped, *hostile.body_modes()))
+                return await self._stream(request, seq, payload, header_id, hostile)
             else:
-                record(200, result.outcome, None)
+                record(200, result.outcome, _label(*shaped))
             return web.Response(
                 status=200,
                 body=payload,
                 content_type="application/json",
                 charset="utf-8",
-                headers={"x-acs-request-id": request_id},
+                headers={"x-acs-request-id": header_id},
             )
         except ApiError as err:
-            fault_name = fault.kind if fault is not None and fault.kind in ("throttle", "error") else None
+            fault_name: str | None = fault.kind if fault is not None and fault.kind in ("throttle", "error") else None
+            document = err.body(request_id, host_id)
+            header_id = request_id
+            hostile = fault.hostile if fault is not None else None
+            if hostile is not None and hostile.long_fields:
+                # Only once a fault was decided, i.e. after authentication, like every other fault.
+                document["Message"], document["RequestId"], header_id = _long_fields(request_id, hostile)
+                fault_name = _label(fault_name, "long_fields")
             record(err.http_status, err.code, fault_name)
             return web.Response(
                 status=err.http_status,
-                body=json.dumps(err.body(request_id, host_id)).encode(),
+                body=json.dumps(document).encode(),
                 content_type="application/json",
                 charset="utf-8",
-                headers={"x-acs-request-id": request_id, **err.headers},
+                headers={"x-acs-request-id": header_id, **err.headers},
             )
         except _NoResponse:
             # The transport is gone; aiohttp must not try to write a response. Returning an (unsent) response
             # keeps aiohttp from logging an "Error handling request" traceback.
             return web.Response(status=499)
+
+    async def _stream(
+        self, request: web.Request, seq: int, payload: bytes, request_id: str, hostile: Hostile
+    ) -> web.StreamResponse:
+        """Write a 200 answer piece by piece: padded to big_body_bytes, or as a gzip bomb, or as is; trickled when
+        trickle_seconds_per_byte is set. How it ended goes on the request's log entry."""
+        response = web.StreamResponse(status=200, headers={"x-acs-request-id": request_id})
+        response.content_type = "application/json"
+        response.charset = "utf-8"
+        chunks: Iterable[bytes]
+        if hostile.gzip_bomb_bytes:
+            bomb = GzipBomb(payload, hostile.gzip_bomb_bytes)
+            chunks = bomb
+            response.headers["Content-Encoding"] = "gzip"
+            if hostile.declare_length:
+                response.content_length = bomb.length
+        elif hostile.big_body_bytes:
+            chunks = padded_body(payload, hostile.big_body_bytes)
+            if hostile.declare_length:
+                response.content_length = padded_length(payload, hostile.big_body_bytes)
+        else:
+            chunks = (payload,)
+            response.content_length = len(payload)
+        pause = hostile.trickle_seconds_per_byte
+        started = time.monotonic()
+        cut_at = started + hostile.trickle_max_seconds
+        sent, end = 0, "complete"
+        try:
+            await response.prepare(request)
+            for chunk in chunks:
+                if not pause:
+                    await response.write(chunk)
+                    sent += len(chunk)
+                    continue
+                for index in range(len(chunk)):
+                    if sent:
+                        wait = min(pause, cut_at - time.monotonic())
+                        if not await self._pause(wait):
+                            end = "stopped"
+                        elif wait < pause:
+                            end = "cut"
+                        if end != "complete":
+                            _reset_connection(request)
+                            return response
+                    await response.write(chunk[index : index + 1])
+                    sent += 1
+            await response.write_eof()
+        except ConnectionResetError:
+            end = "client_gone"
+        except asyncio.CancelledError:
+            # handler_cancellation: the client closed the connection while we waited or wrote.
+            end = "client_gone"
+            raise
+        finally:
+            self.request_log.finish(
+                seq, sent_bytes=sent, answer_seconds=round(time.monotonic() - started, 3), answer_end=end
+            )
+        return response
+
+    async def _pause(self, seconds: float) -> bool:
+        """Wait `seconds` (at most); False if the emulator began stopping meanwhile."""
+        closing = self._closing
+        if closing is None:
+            await asyncio.sleep(max(0.0, seconds))
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(closing.wait(), max(0.0, seconds))
+        return not closing.is_set()
 
     async def _hang(self) -> None:
         closing = self._closing

@@ -31,6 +31,15 @@ _FAULT_FLAGS: dict[str, str] = {
     "throttle_qps": "throttle_qps",
     "throttle_burst": "throttle_burst",
     "drop_start_response": "drop_start_response",
+    "long_fields": "long_fields",
+    "long_fields_dirty": "long_fields_dirty",
+    "long_header_max": "long_header_max",
+    "data_status": "data_status",
+    "big_body_bytes": "big_body_bytes",
+    "gzip_bomb_bytes": "gzip_bomb_bytes",
+    "declare_length": "declare_length",
+    "trickle_seconds_per_byte": "trickle_seconds_per_byte",
+    "trickle_max_seconds": "trickle_max_seconds",
 }
 
 
@@ -103,6 +112,25 @@ async def _run(emulator: Emulator, host: str, port: int, ready_file: Path | None
 @click.option(
     "--drop-start-response", type=int, default=None, help="Perform the next N starts but reset their connection."
 )
+@click.option("--long-fields", type=int, default=None, help="Message and RequestId of N characters in every answer.")
+@click.option(
+    "--long-fields-dirty/--no-long-fields-dirty",
+    default=None,
+    help="Fill those long fields with ANSI escapes and control characters.",
+)
+@click.option("--long-header-max", type=int, default=None, help="At most N characters of them in x-acs-request-id.")
+@click.option("--data-status", default=None, help="Data.Status of a successful Start/Stop/Terminate (performed).")
+@click.option("--big-body-bytes", type=int, default=None, help="Pad 200 answers with whitespace to N bytes.")
+@click.option("--gzip-bomb-bytes", type=int, default=None, help="Send 200 answers gzipped, inflating to N bytes.")
+@click.option(
+    "--declare-length/--no-declare-length",
+    default=None,
+    help="Content-Length for big bodies and gzip bombs (default: chunked).",
+)
+@click.option(
+    "--trickle-seconds-per-byte", type=float, default=None, help="Send 200 answer bodies one byte every N seconds."
+)
+@click.option("--trickle-max-seconds", type=float, default=None, help="Cut a trickled answer after N seconds.")
 @click.option(
     "--fault-actions",
     default=None,
