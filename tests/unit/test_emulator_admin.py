@@ -64,6 +64,9 @@ async def test_request_log_and_counters(emu: tuple[Emulator, str], http: httpx.A
         "code",
         "fault",
         "request_id",
+        "sent_bytes",
+        "answer_seconds",
+        "answer_end",
     }
     assert entries[0]["params"] == {
         "ProjectId": "10000",
