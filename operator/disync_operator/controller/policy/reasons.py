@@ -95,5 +95,7 @@ def error_summary(error: DataWorksError) -> str:
     text = ": ".join(parts)
     if error.request_id:
         text += f" (RequestId {error.request_id})"
+    if error.retry_after is not None:
+        text += f" (retry after {error.retry_after:g}s)"
     # The cloud's words: bounded and cleaned here, as everything it sends is before status, Events or logs.
     return str(bounded(text, SUMMARY_LEN))
