@@ -8,9 +8,9 @@ import datetime as dt
 import json
 
 import pytest
-from fakes import Fault, long_ago
+from inprocess_fakes import Fault, long_ago
+from inprocess_harness import REALTIME, SOLUTION, Operator
 
-from conftest import REALTIME, SOLUTION, Operator
 from disync_operator import types as t
 from disync_operator.controller.runtime import Source, sweep_once
 

@@ -7,9 +7,9 @@ import json
 import logging
 
 import pytest
-from fakes import Fault, long_ago
+from inprocess_fakes import Fault, long_ago
+from inprocess_harness import REALTIME, Operator
 
-from conftest import REALTIME, Operator
 from disync_operator import types as t
 from disync_operator.controller.runtime import Source
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from fakes import Fault, long_ago
+from inprocess_fakes import Fault, long_ago
+from inprocess_harness import REALTIME, Operator
 
-from conftest import REALTIME, Operator
 from disync_operator.controller.runtime import Source
 from disync_operator.types import CUT
 
