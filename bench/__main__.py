@@ -14,19 +14,35 @@ from typing import Any
 
 from bench import report
 from bench.harness import Config, Kube, Stack, git_revision, machine_info
-from bench.scenarios import p1_burst, p2_memory, p3_restart, p4_latency
+from bench.scenarios import p1_burst, p2_memory, p3_restart, p4_latency, p5_observation
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--small", action="store_true", help="smoke size: N=50, P2 at 0/50, P4 10/s for 5 s")
+    parser.add_argument(
+        "--small", action="store_true", help="smoke size: N=50, P2 at 0/50, P4 10/s for 5 s, P5 50 + a burst of 20"
+    )
     parser.add_argument("--n1", type=int, default=None, help="P1 burst size and P2's middle point (default 1000)")
-    parser.add_argument("--n2", type=int, default=None, help="P2's last point and P3's size (default 10000)")
+    parser.add_argument(
+        "--n2", type=int, default=None, help="P2's last point, P3's size and P5's CRs under observation (default 10000)"
+    )
     parser.add_argument("--rate", type=float, default=None, help="P4 creates per second (default 50)")
     parser.add_argument("--duration", type=float, default=None, help="P4 seconds (default 60)")
-    parser.add_argument("--only", default="P1,P2,P3,P4", help="comma-separated sections, e.g. P1,P4")
+    parser.add_argument("--burst", type=int, default=None, help="P5's burst of new CRs (default 200)")
+    parser.add_argument(
+        "--p5-observe-interval",
+        type=float,
+        default=None,
+        help="P5's DISYNC_OBSERVE_INTERVAL with observation on (default 30 s: passes begin soon after a restart and, "
+        "at 10,000 CRs, run back to back)",
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(report.DEFAULT_SECTIONS),
+        help=f"comma-separated sections, e.g. P1,P4 (default {','.join(report.DEFAULT_SECTIONS)})",
+    )
     parser.add_argument("--quiet", type=float, default=None, help="seconds without activity that count as idle")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="emulator latency per call")
     parser.add_argument("--qps", type=float, default=100.0, help="operator (and floor) DataWorks QPS limit")
@@ -55,6 +71,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.rate = args.rate if args.rate is not None else (10.0 if small else 50.0)
     args.duration = args.duration if args.duration is not None else (5.0 if small else 60.0)
     args.quiet = args.quiet if args.quiet is not None else (2.0 if small else 5.0)
+    args.burst = args.burst if args.burst is not None else (20 if small else 200)
+    # Small: 50 CRs make a 5-s pass at the default observe QPS, so a short interval gets passes going within the
+    # smoke test's time.
+    args.p5_observe_interval = (
+        args.p5_observe_interval if args.p5_observe_interval is not None else (5.0 if small else 30.0)
+    )
     args.sections = [s.strip().upper() for s in args.only.split(",") if s.strip()]
     unknown = set(args.sections) - set(report.SECTIONS)
     if unknown:
@@ -115,6 +137,21 @@ async def run(args: argparse.Namespace, stack: Stack, results: dict[str, Any]) -
                 sections["P4"] = {"error": f"{type(error).__name__}: {error}"}
                 traceback.print_exc()
             log(f"P4: {sections['P4']}")
+        if "P5" in args.sections:
+            log(
+                f"P5: {args.n2} started CRs, burst of {args.burst}, observation every {args.p5_observe_interval:g} s "
+                "vs off"
+            )
+            try:
+                # The window before each burst: the quiet window twice, long enough for the observe rate to settle.
+                sections["P5"] = await p5_observation(
+                    stack, kube, args.n2, args.burst, args.p5_observe_interval, 2 * args.quiet
+                )
+            except Exception as error:
+                ok = False
+                sections["P5"] = {"error": f"{type(error).__name__}: {error}"}
+                traceback.print_exc()
+            log(f"P5: {sections['P5']}")
     finally:
         await kube.aclose()
     return ok
@@ -136,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         tasks += args.n2
     if "P4" in args.sections:
         tasks += int(args.rate * args.duration)
+    if "P5" in args.sections:
+        tasks += args.n2 + 2 * args.burst
     results: dict[str, Any] = {
         "started_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "commit": git_revision(),
@@ -154,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             "rate": args.rate,
             "duration": args.duration,
             "quiet_window_seconds": args.quiet,
+            "burst": args.burst,
+            "p5_observe_interval": args.p5_observe_interval,
         },
         "sections": {},
         "notes": [],

@@ -1,8 +1,9 @@
-"""The four measurements. Each returns a plain dict that goes into latest.json as it is."""
+"""The five measurements. Each returns a plain dict that goes into latest.json as it is."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import statistics
 import time
@@ -16,11 +17,15 @@ from bench.harness import (
     Tracker,
     cr_body,
     create_all,
+    credentials_secret,
+    emulator_requests,
+    metric_samples,
     operator_pid,
     rss_bytes,
 )
 from disync_operator import types as t
 from disync_operator.controller import policy
+from disync_operator.controller.settings import OperatorSettings
 from disync_operator.dataworks import (
     ClientOptions,
     DataWorksClient,
@@ -327,3 +332,265 @@ async def p4_latency(stack: Stack, kube: Kube, rate: float, duration: float) -> 
     finally:
         await tracker.aclose()
         await _stop_operator(process)
+
+
+# -- P5 ----------------------------------------------------------------------------------------------------------------
+
+P5_SECRETS = 5  # a handful of Secrets shared by most CRs: each pass should read each once, not once per CR
+OBSERVE_CALL = "GetDISyncInstanceInfo"
+
+
+def operator_defaults() -> dict[str, float | int | None]:
+    """The operator's own defaults for what P5 leaves unset, read from its settings model (not restated here)."""
+    fields = OperatorSettings.model_fields
+    # Explicit arguments win over any DISYNC_* in the bench's own environment.
+    settings = OperatorSettings(
+        endpoint="http://unused",
+        qps=fields["qps"].default,
+        observe_qps=fields["observe_qps"].default,
+        max_concurrency=fields["max_concurrency"].default,
+    )
+    return {
+        "qps": settings.qps,
+        "observe_qps": settings.effective_observe_qps,
+        "max_concurrency": settings.max_concurrency,
+    }
+
+
+def _p5_bodies(stack: Stack, count: int, prefix: str) -> list[dict[str, Any]]:
+    # Nine in ten name one of the Secrets (round robin); the tenth uses the operator's own identity, as a mixed
+    # install would. Keyed by task id, so a burst CR's choice follows the same rule as the seeded ones'.
+    bodies = []
+    for fid in stack.file_ids(count):
+        secret = None if fid % 10 == 9 else f"bench-p5-credentials-{fid % P5_SECRETS}"
+        bodies.append(cr_body(f"{prefix}-{fid:05d}", fid, secret))
+    return bodies
+
+
+def _calls(counters: dict[str, dict[str, int]]) -> dict[str, int]:
+    """The emulator's counters summed over outcomes: calls by action."""
+    return {action: sum(outcomes.values()) for action, outcomes in counters.items()}
+
+
+def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in sorted(after.items()) if v - before.get(k, 0)}
+
+
+def _reconciles(process: OperatorProcess) -> tuple[dict[str, float], float]:
+    """The operator's reconciles by source and its work-queue depth, from its metrics port."""
+    text = process.metrics()
+    by_source = {labels.get("source", "?"): v for labels, v in metric_samples(text, "disync_reconciles_total")}
+    depth = sum(v for _, v in metric_samples(text, "disync_workqueue_depth"))
+    return by_source, depth
+
+
+async def _restart_settled(process: OperatorProcess, kube: Kube, crs: int, limit: float = 600) -> float:
+    """Until the new process has reconciled every CR its initial listing brought, its queue is empty and the API
+    server has seen none of its reads or writes for a second (the counter counts a reconcile when it begins, so the
+    last ones may still be reading their Secret); returns the seconds. If the sweep's visits begin first, at once:
+    they keep the API server busy from then on (and the result says the pass began before the window)."""
+    start = time.monotonic()
+    last: float | None = None
+    quiet_since = start
+    while time.monotonic() - start < limit:
+        by_source, depth = await asyncio.to_thread(_reconciles, process)
+        if by_source.get("event", 0) >= crs:
+            if by_source.get("observe", 0) > 0:
+                return time.monotonic() - start
+            counts = await kube.request_counts()
+            activity = sum(v for k, v in counts.items() if k.startswith(("GET secrets", "PATCH ", "POST events")))
+            now = time.monotonic()
+            if activity != last or depth:
+                last, quiet_since = activity, now
+            elif now - quiet_since >= 1.0:
+                return quiet_since - start
+        await asyncio.sleep(0.25)
+    raise TimeoutError(f"the restarted operator did not reconcile {crs} CRs within {limit:.0f}s")
+
+
+async def _first_observation(stack: Stack, before: int, limit: float) -> float:
+    """Until the emulator has answered a GetDISyncInstanceInfo beyond `before`: a pass has begun."""
+    assert stack.emulator is not None
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        if _calls(await asyncio.to_thread(stack.emulator.counters)).get(OBSERVE_CALL, 0) > before:
+            return time.monotonic() - start
+        await asyncio.sleep(0.25)
+    raise TimeoutError(f"no observation pass began within {limit:.0f}s")
+
+
+def _observations(entries: list[dict[str, Any]], since: float, until: float) -> dict[int, list[float]]:
+    """Each task's GetDISyncInstanceInfo times (emulator wall clock) between two bench wall-clock times."""
+    per_task: dict[int, list[float]] = {}
+    for entry in entries:
+        at = float(entry.get("time", 0))
+        if since <= at <= until:
+            per_task.setdefault(int(entry.get("params", {}).get("FileId", 0)), []).append(at)
+    return per_task
+
+
+async def _p5_run(
+    stack: Stack,
+    kube: Kube,
+    namespace: str,
+    label: str,
+    interval: float,
+    crs: int,
+    burst: int,
+    settle: float,
+) -> dict[str, Any]:
+    """One side of P5: an operator at its default throughput settings restarted over `crs` started CRs, observing
+    them every `interval` s (0: never), then a burst of new CRs timed from create to Ready."""
+    assert stack.emulator is not None
+    emulator = stack.emulator
+    defaults = operator_defaults()
+    calls_at_spawn = _calls(await asyncio.to_thread(emulator.counters))
+    spawn_wall = time.time()
+    # DISYNC_QPS and DISYNC_MAX_CONCURRENCY unset: the operator's defaults (DISYNC_OBSERVE_QPS is never set).
+    process = await _start_operator(
+        stack.operator(
+            namespace,
+            f"p5-{label}",
+            DISYNC_QPS=None,
+            DISYNC_MAX_CONCURRENCY=None,
+            DISYNC_OBSERVE_INTERVAL=f"{interval:g}",
+        )
+    )
+    tracker: Tracker | None = None
+    try:
+        tracker = await Tracker(kube, namespace).start()  # its LIST of every CR lands before the measured windows
+        settle_seconds = await _restart_settled(process, kube, crs)
+        # The window before the burst: what observation alone costs the API server (the control run shows the
+        # baseline). With observation on it starts once a pass has begun and lasts `settle` seconds more.
+        window_wall = time.time()
+        window = await RequestMeter(kube).start()
+        reconciles_before, _ = await asyncio.to_thread(_reconciles, process)
+        first_observation = None
+        if interval > 0:
+            first_observation = await _first_observation(stack, calls_at_spawn.get(OBSERVE_CALL, 0), interval + 120)
+        await asyncio.sleep(settle)
+        window_requests = await window.stop(1)
+        reconciles_after, _ = await asyncio.to_thread(_reconciles, process)
+        window_end_wall = time.time()
+
+        bodies = _p5_bodies(stack, burst, f"p5{label}")
+        calls_before = _calls(await asyncio.to_thread(emulator.counters))
+        burst_requests = await RequestMeter(kube).start()
+        meter = CpuMeter({**stack.pids(), "operator": operator_pid(process)}).start()
+        sent = await create_all(kube, namespace, bodies, stack.config.create_concurrency)
+        last = await tracker.wait_ready(sent, max(300.0, 10 * burst / float(defaults["qps"] or 1)))
+        cpu = meter.stop()
+        burst_seconds = last - min(sent.values())
+        calls_during = _delta(_calls(await asyncio.to_thread(emulator.counters)), calls_before)
+        per_cr = await burst_requests.stop(burst)
+        metrics = await asyncio.to_thread(process.metrics)
+        end_wall = time.time()
+        latencies = [(tracker.ready_at[name] - at) * 1000 for name, at in sent.items()]
+        result: dict[str, Any] = {
+            "observe_interval": interval,
+            "started_crs": crs,
+            "restart_settled_seconds": round(settle_seconds, 3),
+            "burst": burst,
+            "p50_ms": round(percentile(latencies, 50), 1),
+            "p95_ms": round(percentile(latencies, 95), 1),
+            "p99_ms": round(percentile(latencies, 99), 1),
+            "max_ms": round(max(latencies), 1),
+            "burst_seconds": round(burst_seconds, 3),
+            "starts": _starts(stack, {b["spec"]["fileId"] for b in bodies}),
+            "burst_dataworks_calls": calls_during,
+            "observe_calls_per_second_during_burst": round(calls_during.get(OBSERVE_CALL, 0) / burst_seconds, 2),
+            "burst_apiserver_requests_per_cr": per_cr,
+            "pre_burst_wait_seconds": settle,
+            "window_seconds": round(window_end_wall - window_wall, 3),
+            "window_apiserver_requests": window_requests,
+            # What brought the reconciles of the window (an "event" one reads its Secret itself, outside the pass's).
+            "window_reconciles": {
+                k: int(v - reconciles_before.get(k, 0))
+                for k, v in sorted(reconciles_after.items())
+                if v - reconciles_before.get(k, 0)
+            },
+            "cpu_seconds": cpu,
+        }
+        if interval > 0:
+            assert first_observation is not None
+            entries = await asyncio.to_thread(emulator_requests, emulator, OBSERVE_CALL)
+            in_window = _observations(entries, window_wall, window_end_wall)
+            whole_run = _observations(entries, spawn_wall, end_wall)
+            times = sorted(at for ats in whole_run.values() for at in ats)
+            # A pass reads each CR once, so the most reads of one CR is the number of passes that reached it.
+            passes = max((len(v) for v in in_window.values()), default=0)
+            gaps = [b - a for ats in whole_run.values() for a, b in itertools.pairwise(sorted(ats))]
+            rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
+            gauge = [v for _, v in metric_samples(metrics, "disync_observe_period_seconds")]
+            secret_gets = window_requests.get("GET secrets", 0.0)
+            result |= {
+                "first_observation_after_settled_seconds": round(first_observation, 3),
+                # A pass that began before the window (a restart slower than the interval) had its first Secret
+                # reads outside it: the per-pass figure would then undercount.
+                "pass_began_before_window": any(at < window_wall for ats in whole_run.values() for at in ats),
+                "window_observed_crs": sum(len(v) for v in in_window.values()),
+                "window_passes_begun": passes,
+                "secret_gets_per_pass": round(secret_gets / passes, 2) if passes else None,
+                "observe_calls_per_second": round(rate, 2) if rate else None,
+                # How long a pass over every started CR takes at the rate measured: the period to expect once
+                # passes end (at 10,000 CRs far longer than the run, so no pass ends within it).
+                "observe_period_projected_seconds": round(crs / rate, 1) if rate else None,
+                "observe_period_measured_seconds": round(statistics.median(gaps), 1) if gaps else None,
+                "observe_period_measured_crs": sum(1 for v in whole_run.values() if len(v) > 1),
+                # Set at the end of each pass; 0 until the first has ended.
+                "observe_period_gauge_seconds": gauge[0] if gauge and gauge[0] > 0 else None,
+                "run_dataworks_calls": _delta(_calls(await asyncio.to_thread(emulator.counters)), calls_at_spawn),
+                "operator_dataworks_calls": _operator_calls(metrics),
+            }
+        return result
+    finally:
+        if tracker is not None:
+            await tracker.aclose()
+        await _stop_operator(process)
+
+
+def _operator_calls(metrics: str) -> dict[str, int]:
+    """The operator's own count of DataWorks calls by action (disync_dataworks_calls_total, all outcomes)."""
+    calls: dict[str, int] = {}
+    for labels, value in metric_samples(metrics, "disync_dataworks_calls_total"):
+        action = labels.get("action", "?")
+        calls[action] = calls.get(action, 0) + int(value)
+    return dict(sorted(calls.items()))
+
+
+async def p5_observation(
+    stack: Stack, kube: Kube, n: int, burst: int, interval: float, settle: float
+) -> dict[str, Any]:
+    """N started CRs (most naming one of a handful of Secrets), then, side by side: an operator observing them every
+    `interval` s and one not observing at all, each at the operator's default throughput settings and each timing a
+    burst of new CRs from create to Ready."""
+    namespace = stack.namespace("bench-p5")
+    for i in range(P5_SECRETS):
+        await kube.create_secret(namespace, credentials_secret(f"bench-p5-credentials-{i}"))
+    bodies = _p5_bodies(stack, n, "p5")
+    # Seeding is not measured: an operator at the bench's QPS (not the default 20/s) gets N CRs started sooner.
+    seeder = await _start_operator(stack.operator(namespace, "p5-seed", DISYNC_OBSERVE_INTERVAL="0"))
+    tracker = await Tracker(kube, namespace).start()
+    try:
+        t0 = time.monotonic()
+        await create_all(kube, namespace, bodies, stack.config.create_concurrency)
+        seeded = await tracker.wait_ready(_names(bodies), _limit(n, stack)) - t0
+    finally:
+        await tracker.aclose()
+        await _stop_operator(seeder)
+    # Observation on first, so the CRs under observation are exactly N; the control run then has the first burst's
+    # CRs as well, idle and not observed.
+    on = await _p5_run(stack, kube, namespace, "on", interval, n, burst, settle)
+    off = await _p5_run(stack, kube, namespace, "off", 0.0, n + burst, burst, settle)
+    return {
+        "n": n,
+        "burst": burst,
+        "secrets": P5_SECRETS,
+        "crs_naming_a_secret": sum(1 for b in bodies if "credentials" in b["spec"]),
+        "operator_defaults": operator_defaults(),
+        "seed_seconds": round(seeded, 3),
+        "seed_qps": stack.config.qps,
+        "on": on,
+        "off": off,
+        "ratio": round(on["p99_ms"] / off["p99_ms"], 3) if off["p99_ms"] else None,
+    }

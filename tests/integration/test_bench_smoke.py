@@ -32,7 +32,7 @@ def test_small_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert {"cpu_model", "cores", "memory_gib", "python", "kube_apiserver"} <= data["machine"].keys()
     assert {"qps", "max_concurrency", "emulator_latency_ms", "observe_interval"} <= data["conditions"].keys()
     sections = data["sections"]
-    assert set(sections) == {"P1", "P2", "P3", "P4"}
+    assert set(sections) == {"P1", "P2", "P3", "P4", "P5"}
     for name, section in sections.items():
         assert "error" not in section, (name, section)
     assert {"seconds", "starts"} <= sections["P1"]["floor"].keys()
@@ -42,8 +42,14 @@ def test_small_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert all("rss_bytes" in r for r in sections["P2"]["readings"])
     assert {"starts", "verifies", "idle_seconds", "all_reconciled_seconds"} <= sections["P3"].keys()
     assert {"p50_ms", "p95_ms", "p99_ms"} <= sections["P4"].keys()
-    assert set(data["targets"]) == {"P1", "P2", "P3", "P4"}
+    for side in ("on", "off"):
+        assert {"p50_ms", "p95_ms", "p99_ms", "starts", "window_apiserver_requests"} <= sections["P5"][side].keys()
+        assert sections["P5"][side]["starts"] == sections["P5"]["burst"]
+    on = sections["P5"]["on"]
+    assert {"secret_gets_per_pass", "observe_period_projected_seconds", "run_dataworks_calls"} <= on.keys()
+    assert "ratio" in sections["P5"]
+    assert set(data["targets"]) == {"P1", "P2", "P3", "P4", "P5"}
 
     markdown = (tmp_path / "latest.md").read_text()
-    for heading in ("## P1", "## P2", "## P3", "## P4", "## Targets", "**Machine:**", "**Conditions:**"):
+    for heading in ("## P1", "## P2", "## P3", "## P4", "## P5", "## Targets", "**Machine:**", "**Conditions:**"):
         assert heading in markdown
