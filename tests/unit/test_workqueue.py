@@ -194,3 +194,41 @@ def test_stale_bodies_and_echoes_are_not_queued_but_requeues_and_deletions_are()
     queue.add("u", body("u", "11"), Source.DELETED)
     queue.add("u", body("u", "12"), Source.EVENT)  # nothing after the object is gone replaces its deletion
     assert len(queue) == 1
+
+
+async def test_live_state_visits_wait_for_everything_else_and_take_a_quarter_of_the_workers() -> None:
+    """A pass over many Ready objects must not hold up a burst of new ones (bench P5): events go first, and the
+    sweep's visits never occupy more than a quarter of the workers."""
+    queue = WorkQueue()
+    release = asyncio.Event()
+    four = asyncio.Event()
+    done = asyncio.Event()
+    running_visits = peak_visits = 0
+    served: list[str] = []
+
+    async def reconcile(work: Work) -> None:
+        nonlocal running_visits, peak_visits
+        uid = work.body["metadata"]["uid"]
+        if work.source is Source.OBSERVE:
+            running_visits += 1
+            peak_visits = max(peak_visits, running_visits)
+            await release.wait()
+            running_visits -= 1
+        served.append(uid)
+        if len(served) == 4:
+            four.set()
+        if len(served) == 14:
+            done.set()
+
+    for i in range(10):
+        queue.add(f"ready-{i}", body(f"ready-{i}", "1"), Source.OBSERVE, observe=True)
+    runner = asyncio.create_task(queue.run(8, reconcile))
+    await asyncio.sleep(0)
+    for i in range(4):
+        queue.add(f"new-{i}", body(f"new-{i}", "1"), Source.EVENT)
+    await asyncio.wait_for(four.wait(), timeout=5)
+    assert sorted(served) == [f"new-{i}" for i in range(4)]  # served while the visits wait
+    assert peak_visits == 2  # 8 workers: at most 2 on visits
+    release.set()
+    await asyncio.wait_for(done.wait(), timeout=5)
+    runner.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from disync_operator.controller.runtime.kube import KubeApi, KubeError
@@ -14,20 +15,18 @@ class PassSecrets:
 
     def __init__(self, kube: KubeApi) -> None:
         self._kube = kube
-        self._read: dict[tuple[str, str], dict[str, Any] | KubeError] = {}
+        # One read per Secret, shared by every visit that asks while it is under way (the pass starts many at once).
+        self._reads: dict[tuple[str, str], asyncio.Task[dict[str, Any]]] = {}
         self.gets = 0
 
     async def get(self, namespace: str, name: str) -> dict[str, Any]:
-        known = self._read.get((namespace, name))
-        if known is None:
+        read = self._reads.get((namespace, name))
+        if read is None:
             self.gets += 1
-            try:
-                known = await self._kube.get_secret(namespace, name)
-            except KubeError as error:
-                if error.status not in (403, 404):
-                    raise
-                known = error
-            self._read[(namespace, name)] = known
-        if isinstance(known, KubeError):
-            raise known
-        return known
+            read = self._reads[(namespace, name)] = asyncio.ensure_future(self._kube.get_secret(namespace, name))
+        try:
+            return await asyncio.shield(read)
+        except KubeError as error:
+            if error.status not in (403, 404):
+                self._reads.pop((namespace, name), None)  # not an answer about the Secret: the next visit asks again
+            raise

@@ -86,7 +86,14 @@ class WorkQueue:
     def __init__(self) -> None:
         self._waiting: dict[str, _Waiting] = {}  # client-go's "dirty" set, with each object's newest body
         self._processing: set[str] = set()
-        self._order: asyncio.Queue[str] = asyncio.Queue()  # may repeat uids or hold gone ones: `_waiting` is the truth
+        # Two lines, both may repeat uids or hold gone ones (`_waiting` is the truth): everything else goes before the
+        # sweep's live-state visits, which take at most `_observe_cap` workers at once, so a burst of new objects never
+        # waits behind a pass over thousands of Ready ones (bench/ P5).
+        self._order: asyncio.Queue[str] = asyncio.Queue()
+        self._later: asyncio.Queue[str] = asyncio.Queue()
+        self._ready = asyncio.Event()
+        self._observing = 0
+        self._observe_cap = 1
         self._written: dict[str, tuple[str, bool]] = {}  # uid -> (resourceVersion of our last write, settled)
         self._done = asyncio.Condition()
 
@@ -116,8 +123,14 @@ class WorkQueue:
         self._waiting[uid] = _Waiting(
             version, json.dumps(trimmed(body), separators=(",", ":")).encode(), source, observe
         )
-        if known is None and uid not in self._processing:
-            self._order.put_nowait(uid)
+        if uid not in self._processing and (
+            known is None or (known.source is Source.OBSERVE) != (source is Source.OBSERVE)
+        ):
+            self._line(source).put_nowait(uid)  # new, or it moved to the other line (a queued visit now has an event)
+            self._ready.set()
+
+    def _line(self, source: Source) -> asyncio.Queue[str]:
+        return self._later if source is Source.OBSERVE else self._order
 
     def discard(self, uid: str) -> None:
         self._waiting.pop(uid, None)
@@ -148,12 +161,23 @@ class WorkQueue:
     # -- workers ------------------------------------------------------------------------------------------------
 
     async def run(self, workers: int, reconcile: Reconcile) -> None:
-        """Call `reconcile(work)` for each queued object, first come first served, `workers` at a time."""
+        """Call `reconcile(work)` for each queued object, first come first served, `workers` at a time; the sweep's
+        live-state visits only when nothing else waits, on at most a quarter of the workers."""
+        self._observe_cap = max(1, workers // 4)
         await asyncio.gather(*(self._worker(reconcile) for _ in range(workers)))
+
+    async def _next(self) -> str:
+        while True:
+            if not self._order.empty():
+                return self._order.get_nowait()
+            if self._observing < self._observe_cap and not self._later.empty():
+                return self._later.get_nowait()
+            self._ready.clear()
+            await self._ready.wait()
 
     async def _worker(self, reconcile: Reconcile) -> None:
         while True:
-            uid = await self._order.get()
+            uid = await self._next()
             if uid in self._processing:
                 continue  # queued again meanwhile: it goes back in line when its reconcile is done
             entry = self._waiting.pop(uid, None)
@@ -162,14 +186,19 @@ class WorkQueue:
             if entry.source is not Source.DELETED and self.already_handled(uid, entry.version, echo=False):
                 continue  # queued while its last reconcile ran, and that reconcile's write made it stale
             self._processing.add(uid)
+            visit = entry.source is Source.OBSERVE
+            self._observing += visit
             try:
                 await reconcile(Work(json.loads(entry.packed), entry.source, entry.observe))
             except Exception:
                 log.exception("reconcile of %s failed unexpectedly", uid)
             finally:
                 self._processing.discard(uid)
-                if uid in self._waiting:
-                    self._order.put_nowait(uid)  # added while it was reconciled: once more
+                self._observing -= visit
+                again = self._waiting.get(uid)
+                if again is not None:
+                    self._line(again.source).put_nowait(uid)  # added while it was reconciled: once more
+                self._ready.set()
                 async with self._done:
                     self._done.notify_all()
 
