@@ -4,7 +4,8 @@ kopf still logs in and watches; everything after the watch event is here:
 
 - `workqueue` (kopf's per-object handler tasks; client-go's work queue). A task per object in a burst held most of
   the memory (528 -> 160 MiB at 10,000 CRs, bench P2). It is also the only per-object lock (an object is never
-  reconciled by two workers) and keeps the record of our own writes (stale bodies and echoes are dropped).
+  reconciled by two workers) and keeps the record of our own writes (stale bodies and echoes are dropped). The
+  sweep's live-state visits wait in a second line, so starts never queue behind a pass (bench P5).
 - `requeue` (kopf's `TemporaryError(delay=)`; controller-runtime's `RequeueAfter`). kopf keeps retries in its
   annotations, a write per retry; here one timer task serves every waiting object, and a Ready one costs nothing.
 - `events` (`kopf.event()`; client-go's EventRecorder). `kopf.event()` fails outside kopf's own tasks, which is
