@@ -35,7 +35,7 @@ async def test_an_object_waits_once_with_its_newest_body() -> None:
     queue.add("a", body("a", "9"), Source.REQUEUE)
     queue.add("a", body("a", "7"), Source.EVENT)  # older than what waits: kept out
     assert len(queue) == 2
-    queue.discard("b")
+    queue.forget("b")
     assert "b" not in queue
     assert "a" in queue
     served: list[tuple[str, str]] = []

@@ -53,10 +53,9 @@ def register(registry: kopf.OperatorRegistry) -> None:
             # for those whose events came first. Events queue meanwhile. (Not in this start-up handler: kopf logs in
             # only once start-up handlers are done.)
             kube = await runtime.kube()
-            targets: list[str | None] = list(runtime.settings.namespaces) or [None]
             while True:
                 try:
-                    for namespace in targets:
+                    for namespace in runtime.settings.list_scopes:
                         await runtime.owners.load(kube.list_instances(namespace))
                     break
                 except (KubeError, httpx.HTTPError) as error:  # the API server not there yet: nothing starts

@@ -69,6 +69,11 @@ class OperatorSettings(BaseSettings):
     )
 
     @property
+    def list_scopes(self) -> list[str | None]:
+        """What to list: each watched namespace, or (None) the whole cluster."""
+        return list(self.namespaces) or [None]
+
+    @property
     def effective_call_timeout(self) -> float:
         return self.call_timeout if self.call_timeout is not None else self.connect_timeout + self.read_timeout
 

@@ -17,12 +17,10 @@ class PassSecrets:
         self._kube = kube
         # One read per Secret, shared by every visit that asks while it is under way (the pass starts many at once).
         self._reads: dict[tuple[str, str], asyncio.Task[dict[str, Any]]] = {}
-        self.gets = 0
 
     async def get(self, namespace: str, name: str) -> dict[str, Any]:
         read = self._reads.get((namespace, name))
         if read is None:
-            self.gets += 1
             read = self._reads[(namespace, name)] = asyncio.ensure_future(self._kube.get_secret(namespace, name))
         try:
             return await asyncio.shield(read)

@@ -66,8 +66,7 @@ async def _visit_all(
     # Spread the live-state reads over the interval rather than bursting them (the previous pass's count is the
     # estimate); the observation budget (DISYNC_OBSERVE_QPS) is the other bound on the pace.
     spacing = runtime.settings.observe_interval / runtime.observed_last_pass if runtime.observed_last_pass else 0.0
-    targets: list[str | None] = list(runtime.settings.namespaces) or [None]
-    for namespace in targets:
+    for namespace in runtime.settings.list_scopes:
         page: list[str] = []
         async for item in kube.list_instances(namespace):
             meta = item.get("metadata", {})

@@ -132,9 +132,6 @@ class WorkQueue:
     def _line(self, source: Source) -> asyncio.Queue[str]:
         return self._later if source is Source.OBSERVE else self._order
 
-    def discard(self, uid: str) -> None:
-        self._waiting.pop(uid, None)
-
     # -- what this process wrote --------------------------------------------------------------------------------
 
     def wrote(self, uid: str, resource_version: str | None, *, settled: bool) -> None:
