@@ -4,6 +4,7 @@ proof against the real kube-apiserver."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 
@@ -444,3 +445,27 @@ async def test_an_unreadable_status_is_verified_before_any_start(operator: Opera
     await operator.visit("a")
     assert operator.dataworks.calls == [(INFO, 100)]  # it runs: recorded, not started a second time
     assert operator.ready("a") == ("True", "Running")
+
+
+async def test_a_pass_spreads_its_reads_over_the_interval(operator: Operator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first pass goes as fast as the observation budget lets it (nothing to estimate from); the next ones wait
+    interval / (objects of the last pass) between visits, so reads are spread rather than bursted."""
+    from disync_operator.controller.runtime import sweep
+
+    for i in range(4):
+        operator.kube.create(f"a{i}", REALTIME | {"fileId": 100 + i})
+        await operator.visit(f"a{i}")
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(sweep.asyncio, "sleep", record)
+    monkeypatch.setattr(operator.rt, "settings", operator.rt.settings.model_copy(update={"observe_interval": 120.0}))
+    assert await sweep_once(operator.rt, observe=True, nudge_min_age=None) == (4, 0)
+    assert waits == []
+    assert await sweep_once(operator.rt, observe=True, nudge_min_age=None) == (4, 0)
+    assert waits == [30.0, 30.0, 30.0]  # 120 s over 4 objects, between the visits
+    assert operator.dataworks.count(INFO) == 8
