@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 
-import kopf
 import pytest
 from e2e_helpers import dsi
 
@@ -50,10 +49,7 @@ def test_only_unseen_unhandled_generations_are_reconciled(
             liveness_port=0,
             default_credentials_namespaces=["*"],
         )
-        runtime = Runtime(settings)
-        info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())  # reads KUBECONFIG
-        assert info is not None
-        runtime.connected(info)
+        runtime = Runtime(settings)  # logs in with KUBECONFIG at its first request
         runtime.seen[queued_uid] = 1  # a handler of this process has it (e.g. waiting for a rate-limit slot)
 
         async def work(item: Work) -> None:

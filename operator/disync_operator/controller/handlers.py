@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from typing import Any, cast
 
 import httpx
@@ -31,16 +32,20 @@ def register(registry: kopf.OperatorRegistry) -> None:
     """Register the handlers on `registry` (explicit, so tests and the CLI build operators side by side)."""
 
     @kopf.on.login(registry=registry)
-    def login(*, memo: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
-        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-        if info is not None:
-            memo.runtime.connected(info)
+    async def login(*, memo: Any, **_: Any) -> kopf.ConnectionInfo:
+        # One identity for kopf's watch and the operator's own requests (controller/identity.py).
+        info: kopf.ConnectionInfo = await memo.runtime.kopf_login()
         return info
 
     @kopf.on.startup(registry=registry)
     async def start_background(*, memo: Any, settings: kopf.OperatorSettings, **_: Any) -> None:
         runtime: Runtime = memo.runtime
         runtime.kopf_settings = settings
+        # kopf has just set its own SIGTERM/SIGINT handlers (which stop it at once); the operator's come back, so a
+        # signal first stops the reconciles and releases the Lease, and only then stops kopf (controller/main.py).
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runtime.shutdown.set)
 
         async def work(item: Work) -> None:
             await reconcile(runtime, item, object_logger(runtime, item.body))
@@ -50,8 +55,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
 
         async def reconcile_queued() -> None:
             # Before the first reconcile, who manages which DataWorks task must be known for every object, not only
-            # for those whose events came first. Events queue meanwhile. (Not in this start-up handler: kopf logs in
-            # only once start-up handlers are done.)
+            # for those whose events came first. Events queue meanwhile.
             kube = await runtime.kube()
             while True:
                 try:
@@ -61,6 +65,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
                 except (KubeError, httpx.HTTPError) as error:  # the API server not there yet: nothing starts
                     log.warning("listing DISyncInstances failed, retrying in 2s: %s", error)
                     await asyncio.sleep(2)
+            runtime.readiness.ready = True
             await runtime.work.run(runtime.settings.workers, work)
 
         def requeued(raw: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -12,8 +13,14 @@ import kopf
 
 from disync_operator import types as t
 from disync_operator.controller.handlers import register
+from disync_operator.controller.identity import in_cluster_namespace
 from disync_operator.controller.runtime import Runtime
+from disync_operator.controller.runtime.health import HealthServer
+from disync_operator.controller.runtime.leader import LeaderElection
 from disync_operator.controller.settings import OperatorSettings
+
+# How long in-flight reconciles may finish before a leader releases its Lease on SIGTERM.
+HANDOVER_DRAIN_SECONDS = 1.0
 
 
 def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
@@ -30,12 +37,8 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     # so a short idle spares thousands of waiting tasks during a burst (bench/ P2).
     s.queueing.idle_timeout = 0.5
     s.scanning.disabled = True  # no cluster-wide CRD/namespace scans: less RBAC, less memory
-    s.peering.standalone = settings.peering is None
-    if settings.peering is not None:
-        s.peering.name = settings.peering
-        s.peering.priority = settings.priority
-        s.peering.mandatory = True
-        s.peering.clusterwide = not settings.namespaces
+    # One process reconciles at a time by the operator's own Lease (runtime/leader.py), not kopf's peering.
+    s.peering.standalone = True
     return s
 
 
@@ -68,30 +71,110 @@ def run(settings: OperatorSettings) -> None:
         runtime.metrics.serve(settings.metrics_port)
     registry = kopf.OperatorRegistry()
     register(registry)
-    liveness = f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
     logging.getLogger("disync_operator").info(
         "starting disync-operator as %s (endpoint %s)", runtime.me, settings.endpoint or f"region {settings.region}"
     )
+    code = asyncio.run(serve(runtime, registry))
+    if code:
+        raise SystemExit(code)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await kopf.operator(
+
+async def serve(runtime: Runtime, registry: kopf.OperatorRegistry) -> int:
+    """Stand by until leading (with leader election), then run kopf until a signal or the loss of the Lease; on a
+    signal hand over: stop reconciling, release the Lease, then stop kopf. Returns the exit code."""
+    settings = runtime.settings
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runtime.shutdown.set)
+    health = HealthServer(lambda: runtime.readiness, port=settings.liveness_port) if settings.liveness_port else None
+    if health is not None:
+        await health.start()
+    follow = asyncio.create_task(runtime.identity.follow_token_file(), name="disync-token-file")
+    election: LeaderElection | None = None
+    try:
+        if settings.leader_election:
+            election = await leader_election(runtime)
+            runtime.readiness.role = "standby"
+            runtime.metrics.set_leading(False)
+            standing_by = asyncio.create_task(_report_standby(runtime, election))
+            leading = await election.acquire(runtime.shutdown)
+            standing_by.cancel()
+            if not leading:
+                return 0
+            runtime.readiness.leader = runtime.me
+        runtime.readiness.role = "leader"
+        runtime.metrics.set_leading(True)
+        return await _lead(runtime, registry, election)
+    finally:
+        follow.cancel()
+        if health is not None:
+            await health.stop()
+
+
+async def _report_standby(runtime: Runtime, election: LeaderElection) -> None:
+    while True:
+        runtime.readiness.ready = election.reachable
+        runtime.readiness.leader = election.holder
+        await asyncio.sleep(0.5)
+
+
+async def _lead(runtime: Runtime, registry: kopf.OperatorRegistry, election: LeaderElection | None) -> int:
+    kopf_stop = asyncio.Event()
+    operator = asyncio.create_task(
+        kopf.operator(
             registry=registry,
-            settings=kopf_settings(settings),
-            standalone=settings.peering is None,
-            peering_name=settings.peering,
-            priority=settings.priority,
-            clusterwide=not settings.namespaces,
-            namespaces=settings.namespaces,
-            liveness_endpoint=liveness,
+            settings=kopf_settings(runtime.settings),
+            standalone=True,
+            clusterwide=not runtime.settings.namespaces,
+            namespaces=runtime.settings.namespaces,
             memo=kopf.Memo(runtime=runtime),
-            stop_flag=stop,
+            stop_flag=kopf_stop,
+        ),
+        name="kopf",
+    )
+    waits: list[asyncio.Task[Any]] = [operator, asyncio.create_task(runtime.shutdown.wait())]
+    holding = asyncio.create_task(election.hold()) if election is not None else None
+    if holding is not None:
+        waits.append(holding)
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    lost = holding is not None and holding.done()
+    for task in waits[1:]:
+        task.cancel()
+    if not operator.done():
+        # Hand over: no reconcile may run once another process can lead. In-flight ones get a moment (a start in
+        # flight is safe either way: its intent, written before the call, is verified by the next leader).
+        await runtime.stop_reconciling(grace=0 if lost else HANDOVER_DRAIN_SECONDS)
+        if election is not None and not lost:
+            await election.release()
+        kopf_stop.set()
+    try:
+        await operator
+    except Exception:
+        logging.getLogger("disync_operator").exception("kopf stopped with an error")
+        return 1
+    # The Lease was lost: exit non-zero, so the container restarts and stands by (as controller-runtime does).
+    return 1 if lost else 0
+
+
+async def leader_election(runtime: Runtime) -> LeaderElection:
+    s = runtime.settings
+    namespace = s.leader_election_namespace or os.environ.get("POD_NAMESPACE") or in_cluster_namespace()
+    if not namespace:
+        raise SystemExit(
+            "disync-operator: leader election needs a namespace for its Lease: set DISYNC_LEADER_ELECTION_NAMESPACE "
+            "(in a pod, POD_NAMESPACE or the ServiceAccount's namespace is used)"
         )
 
-    asyncio.run(main())
+    return LeaderElection(
+        await runtime.kube(),
+        namespace=namespace,
+        name=s.leader_election_name,
+        identity=runtime.me,
+        lease_duration=s.leader_lease_duration,
+        renew_deadline=s.leader_renew_deadline,
+        retry_period=s.leader_retry_period,
+        on_change=runtime.metrics.set_leading,
+    )
 
 
 def load_settings(**overrides: Any) -> OperatorSettings:

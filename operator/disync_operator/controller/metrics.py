@@ -42,12 +42,22 @@ class Metrics:
         self.queued = Gauge(
             "disync_workqueue_depth", "Objects waiting in the work queue for a reconcile", registry=self.registry
         )
+        # controller-runtime's name, so dashboards made for Go operators work: 1 in the process that leads.
+        self.leader = Gauge(
+            "leader_election_master_status",
+            "1 if this process holds the leader-election Lease (or runs without election), 0 while it stands by",
+            ["name"],
+            registry=self.registry,
+        )
         self.instances = Gauge(
             "disync_instances", "DISyncInstances by their Ready condition", ["ready"], registry=self.registry
         )
         for state in ("True", "False", "Unknown"):
             self.instances.labels(state)  # every state is exported (as 0) from the start
         self._ready: dict[str, str] = {}
+
+    def set_leading(self, leading: bool, name: str = "disync-operator") -> None:
+        self.leader.labels(name).set(1 if leading else 0)
 
     def on_call(self, action: str, outcome: str, seconds: float) -> None:
         self.api_calls.labels(action, outcome).inc()

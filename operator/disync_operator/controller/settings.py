@@ -54,9 +54,19 @@ class OperatorSettings(BaseSettings):
 
     # Operator process.
     namespaces: list[str] = Field(default_factory=list, description="Namespaces to watch; empty = cluster-wide")
-    peering: str | None = Field(default=None, description="kopf peering name; unset = standalone")
-    priority: int = 0
+    # /healthz (liveness) and /readyz (readiness; says whether this process leads); 0 = not served.
     liveness_port: int = Field(default=8080, ge=0, le=65535)
+    # Leader election (a coordination.k8s.io/v1 Lease): of several replicas one reconciles, the others wait as hot
+    # standbys. controller-runtime's defaults for the three durations.
+    leader_election: bool = False
+    leader_election_name: str = Field(default="disync-operator", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    # Where the Lease lives; default POD_NAMESPACE, else the pod's ServiceAccount namespace.
+    leader_election_namespace: str | None = None
+    leader_lease_duration: float = Field(default=15.0, gt=0)
+    leader_renew_deadline: float = Field(default=10.0, gt=0)
+    leader_retry_period: float = Field(default=2.0, gt=0)
+    # How often a token file (the pod's ServiceAccount token, a kubeconfig's tokenFile) is re-read for rotation.
+    token_reread_seconds: float = Field(default=10.0, gt=0)
     metrics_port: int = Field(default=9090, ge=0, le=65535)
     log_format: Literal["json", "plain"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -97,6 +107,18 @@ class OperatorSettings(BaseSettings):
     def _known_region(self) -> OperatorSettings:
         if self.region is not None:
             resolve_endpoint(self.region, extra_regions=self.extra_regions)  # UnknownRegionError is a ValueError
+        return self
+
+    @model_validator(mode="after")
+    def _election_timing(self) -> OperatorSettings:
+        # As client-go requires: a leader gives up (renew deadline) before others may take over (lease duration),
+        # and tries to renew more than once within the deadline.
+        if not self.leader_lease_duration > self.leader_renew_deadline > 1.2 * self.leader_retry_period:
+            raise ValueError(
+                "leader election needs DISYNC_LEADER_LEASE_DURATION > DISYNC_LEADER_RENEW_DEADLINE > 1.2 x "
+                f"DISYNC_LEADER_RETRY_PERIOD: {self.leader_lease_duration:g}, {self.leader_renew_deadline:g}, "
+                f"{self.leader_retry_period:g}"
+            )
         return self
 
     @model_validator(mode="after")

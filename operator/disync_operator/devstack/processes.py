@@ -148,14 +148,26 @@ class OperatorProcess:
                 preexec_fn=_die_with_parent,
             )
         if wait:
-            wait_for(self.healthy, timeout=timeout, what=f"the operator to be live\n{self.log_tail()}")
+            wait_for(self.ready, timeout=timeout, what=f"the operator to be ready\n{self.log_tail()}")
         return self
 
+    def ready(self) -> bool:
+        """/readyz answers 200: leading with its task index loaded, or standing by with the Lease read."""
+        return self._probe("/readyz")
+
+    def readiness(self) -> dict[str, Any]:
+        """/readyz's body: {"ready", "role" (starting, standby, leader, stopping), "leader"}."""
+        body: dict[str, Any] = httpx.get(f"http://127.0.0.1:{self.liveness_port}/readyz", timeout=2).json()
+        return body
+
     def healthy(self) -> bool:
+        return self._probe("/healthz")
+
+    def _probe(self, path: str) -> bool:
         if self._proc is None or self._proc.poll() is not None:
             raise RuntimeError(f"operator exited: {self.log_tail()}")
         try:
-            return httpx.get(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2).status_code == 200
+            return httpx.get(f"http://127.0.0.1:{self.liveness_port}{path}", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 

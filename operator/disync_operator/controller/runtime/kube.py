@@ -1,26 +1,25 @@
-"""The few Kubernetes calls the operator makes itself, async on httpx, with kopf's own login.
+"""The few Kubernetes calls the operator makes itself, async on httpx, with the credentials kopf logs in with.
 
 kopf watches the CRs and delivers their events; every write is ours: metadata (the start intent annotation *before*
 DataWorks is called, with our finalizer, in one write), status (the outcome) and Events; and one read, a Secret in
-the CR's namespace. The `kubernetes` package would do this on a blocking thread pool and cost tens of MiB per
-process; these few requests don't need it.
+the CR's namespace; and, with leader election on, its Lease. The `kubernetes` package would do this on a blocking
+thread pool and cost tens of MiB per process; these few requests don't need it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
-import tempfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 import kopf
 
 from disync_operator import types as t
+from disync_operator.controller.identity import Identity, Login
 
 MAX_CONNECTIONS = 4
+LEASES = "/apis/coordination.k8s.io/v1"
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 # Our bodies come from our own models: the API server's unknown/duplicate-field detection would find nothing, and
 # costs it CPU on every write (bench/).
@@ -36,6 +35,22 @@ class KubeError(Exception):
 
 class Conflict(KubeError):
     pass
+
+
+def _http_client(info: kopf.ConnectionInfo, timeout: float) -> httpx.AsyncClient:
+    # kopf's own TLS set-up, so both clients trust and present the same: inline client keys are written to private
+    # temporary files only while the context loads them (Python's ssl reads keys from files only), then removed.
+    context = info.as_ssl_context()
+    headers = {"Accept": "application/json", "User-Agent": "disync-operator", **info.as_http_headers()}
+    return httpx.AsyncClient(
+        base_url=info.server,
+        verify=context,
+        headers=headers,
+        timeout=httpx.Timeout(timeout, connect=5.0),
+        # Keep every connection the pool may open: with fewer kept alive, a burst of status writes closes the
+        # surplus after each request and opens it again, paying a TLS handshake per write (profiled in bench/).
+        limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
+    )
 
 
 class KubeApi(Protocol):
@@ -59,58 +74,53 @@ class KubeApi(Protocol):
 
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None: ...
 
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    async def create_lease(self, namespace: str, lease: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def update_lease(self, namespace: str, lease: dict[str, Any]) -> dict[str, Any]: ...
+
     async def aclose(self) -> None: ...
 
 
 class KubeClient:
-    def __init__(self, client: httpx.AsyncClient, *, max_in_flight: int = 32) -> None:
-        self._http = client
+    """The operator's own requests, each with the process's current credentials (controller/identity.py): a 401
+    logs in again (once for all the requests that saw the same stale login) and the request is retried once."""
+
+    def __init__(self, identity: Identity, *, timeout: float = 30.0, max_in_flight: int = MAX_CONNECTIONS) -> None:
+        self._identity = identity
+        self._timeout = timeout
+        self._http: httpx.AsyncClient | None = None
+        self._http_login: Login | None = None
+        # Clients of earlier logins: closed at exit, not at once (requests may still be in flight on them).
+        self._retired: list[httpx.AsyncClient] = []
         # Queue here rather than in httpcore's pool: the pool re-scans every queued request against every connection
         # (probing each socket) whenever one is queued or released, which is quadratic when a burst of CRs queues
         # hundreds of status writes; profiled in bench/ as a third of the operator's CPU. An asyncio queue is O(1).
         self._slots = asyncio.Semaphore(max_in_flight)
+        self.relogins = 0  # 401s answered by a fresh login (tests and logs)
 
-    @classmethod
-    def from_connection(cls, info: kopf.ConnectionInfo, *, timeout: float = 30.0) -> KubeClient:
-        context = ssl.create_default_context()
-        if info.insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        elif info.ca_path:
-            context.load_verify_locations(cafile=str(info.ca_path))
-        elif info.ca_data:
-            ca = info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data
-            context.load_verify_locations(cadata=ca)
-        cert_path, key_path = info.certificate_path, info.private_key_path
-        if info.certificate_data and info.private_key_data:
-            # ssl only loads client certificates from files; keep them private to this process.
-            folder = Path(tempfile.mkdtemp(prefix="disync-kube-"))
-            cert_path, key_path = folder / "client.crt", folder / "client.key"
-            for path, data in ((cert_path, info.certificate_data), (key_path, info.private_key_data)):
-                path.touch(mode=0o600)
-                path.write_bytes(data if isinstance(data, bytes) else data.encode())
-        if cert_path and key_path:
-            context.load_cert_chain(str(cert_path), str(key_path))
-        headers = {"Accept": "application/json", "User-Agent": "disync-operator"}
-        if info.token:
-            headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
-        client = httpx.AsyncClient(
-            base_url=info.server,
-            verify=context,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            # Keep every connection the pool may open: with fewer kept alive, a burst of status writes closes the
-            # surplus after each request and opens it again, paying a TLS handshake per write (profiled in bench/).
-            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
-        )
-        return cls(client, max_in_flight=MAX_CONNECTIONS)
+    def _client(self, login: Login) -> httpx.AsyncClient:
+        if self._http is None or self._http_login is not login:
+            if self._http is not None:
+                self._retired = [*self._retired[-3:], self._http]
+            self._http, self._http_login = _http_client(login.info, self._timeout), login
+        return self._http
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for client in [*self._retired, *([self._http] if self._http else [])]:
+            await client.aclose()
+        self._retired, self._http, self._http_login = [], None, None
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         async with self._slots:
-            response = await self._http.request(method, path, **kwargs)
+            login = await self._identity.get()
+            response = await self._client(login).request(method, path, **kwargs)
+            if response.status_code == 401:
+                await response.aclose()
+                self.relogins += 1
+                login = await self._identity.refresh(login)
+                response = await self._client(login).request(method, path, **kwargs)
         if response.status_code >= 400:
             try:
                 body = response.json()
@@ -169,3 +179,19 @@ class KubeClient:
         if annotations is not None:
             metadata["annotations"] = annotations
         return await self._request("PATCH", path, json={"metadata": metadata}, params=TRUSTED, headers=MERGE_PATCH)
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._request("GET", f"{LEASES}/namespaces/{namespace}/leases/{name}")
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def create_lease(self, namespace: str, lease: dict[str, Any]) -> dict[str, Any]:
+        return await self._request("POST", f"{LEASES}/namespaces/{namespace}/leases", json=lease)
+
+    async def update_lease(self, namespace: str, lease: dict[str, Any]) -> dict[str, Any]:
+        """PUT with the resourceVersion the lease carries: of two candidates, one wins and the other gets 409."""
+        name = lease["metadata"]["name"]
+        return await self._request("PUT", f"{LEASES}/namespaces/{namespace}/leases/{name}", json=lease)

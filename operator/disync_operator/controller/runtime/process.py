@@ -11,9 +11,11 @@ from typing import Any
 import httpx
 import kopf
 
+from disync_operator.controller.identity import Identity, Login
 from disync_operator.controller.metrics import Metrics
 from disync_operator.controller.policy import Backoff
 from disync_operator.controller.runtime.events import EventRecorder
+from disync_operator.controller.runtime.health import Readiness
 from disync_operator.controller.runtime.kube import KubeApi, KubeClient
 from disync_operator.controller.runtime.owners import TaskOwners
 from disync_operator.controller.runtime.requeue import Requeue
@@ -41,8 +43,14 @@ class Runtime:
     dataworks_transport: httpx.AsyncBaseTransport | None = None
     dataworks: DataWorksTask = field(init=False)
     backoff: Backoff = field(init=False)
+    # Who the operator is to the API server, kept current (kopf's login handler and the operator's own client).
+    identity: Identity = field(default_factory=Identity)
     _kube: KubeApi | None = field(init=False, default=None)
-    _connected: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    # The login last given to kopf: a second call of its login handler means that one failed.
+    _kopf_login: Login | None = field(init=False, default=None)
+    readiness: Readiness = field(init=False, default_factory=Readiness)
+    # SIGTERM/SIGINT: the process hands over (stops reconciling, releases its Lease) and exits.
+    shutdown: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     background: list[asyncio.Task[None]] = field(init=False, default_factory=list)
     # UID -> the generation an event of this process last brought: the sweep nudges only what kopf never delivered.
     seen: dict[str, int] = field(init=False, default_factory=dict)
@@ -62,6 +70,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.me = self.me or instance_identity(self.settings)
+        self.identity.reread_seconds = self.settings.token_reread_seconds
         self.events = EventRecorder(self.me)
         self.metrics.queued.set_function(lambda: len(self.work))
         s = self.settings
@@ -88,19 +97,27 @@ class Runtime:
         self.finalized.discard(uid)
         return finalized
 
-    def connected(self, info: kopf.ConnectionInfo) -> None:
-        if self._kube is None:
-            self.use_kube(KubeClient.from_connection(info))
+    async def kopf_login(self) -> kopf.ConnectionInfo:
+        """kopf's login handler: the current login, or a fresh one if kopf already had it (its requests failed)."""
+        self._kopf_login = await self.identity.refresh(self._kopf_login)
+        return self._kopf_login.info
 
     def use_kube(self, kube: KubeApi) -> None:
         """The Kubernetes client every write goes through (tests pass an in-memory one)."""
         self._kube = kube
-        self._connected.set()
 
     async def kube(self) -> KubeApi:
-        await self._connected.wait()
-        assert self._kube is not None
+        if self._kube is None:
+            self._kube = KubeClient(self.identity)
         return self._kube
+
+    async def stop_reconciling(self, grace: float) -> bool:
+        """Before a handover: no new reconcile; the ones in flight get up to `grace` s to end. True if they did."""
+        self.readiness.role = "stopping"
+        drained = await self.work.drain(grace)
+        for task in self.background:
+            task.cancel()
+        return drained
 
     async def aclose(self) -> None:
         for task in self.background:

@@ -94,6 +94,7 @@ class WorkQueue:
         self._ready = asyncio.Event()
         self._observing = 0
         self._observe_cap = 1
+        self._closed = False  # drain(): no more reconciles from this process
         self._written: dict[str, tuple[str, bool]] = {}  # uid -> (resourceVersion of our last write, settled)
         self._done = asyncio.Condition()
 
@@ -163,8 +164,22 @@ class WorkQueue:
         self._observe_cap = max(1, workers // 4)
         await asyncio.gather(*(self._worker(reconcile) for _ in range(workers)))
 
-    async def _next(self) -> str:
+    async def drain(self, grace: float) -> bool:
+        """Hand out nothing more, and wait up to `grace` s for the reconciles in flight to end (before a handover:
+        the next leader must not find this process still writing). True if none is left."""
+        self._closed = True
+        self._ready.set()
+        try:
+            async with self._done:
+                await asyncio.wait_for(self._done.wait_for(lambda: not self._processing), grace)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _next(self) -> str | None:
         while True:
+            if self._closed:
+                return None
             if not self._order.empty():
                 return self._order.get_nowait()
             if self._observing < self._observe_cap and not self._later.empty():
@@ -175,6 +190,9 @@ class WorkQueue:
     async def _worker(self, reconcile: Reconcile) -> None:
         while True:
             uid = await self._next()
+            if uid is None:
+                self._ready.set()  # wake the next idle worker, so that it ends too
+                return
             if uid in self._processing:
                 continue  # queued again meanwhile: it goes back in line when its reconcile is done
             entry = self._waiting.pop(uid, None)
