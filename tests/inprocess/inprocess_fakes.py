@@ -47,6 +47,8 @@ class FakeKube:
         self.writes: list[str] = []  # "metadata" / "status", in order, for every successful write
         self.refuse_metadata = False
         self.secret_gets = 0  # answer metadata writes 422 (e.g. annotations at their size limit)
+        self.leases: dict[tuple[str, str], dict[str, Any]] = {}
+        self.lease_outage = False  # lease reads and writes fail (an unreachable API server)
         self._versions = itertools.count(100)
         self._uids = itertools.count(1)
 
@@ -163,6 +165,35 @@ class FakeKube:
 
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         self.events.append(event)
+
+    # Leases, with the API server's optimistic concurrency: a create of an existing one and an update carrying a
+    # resourceVersion that is not the current one are refused with 409.
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if self.lease_outage:
+            raise KubeError(503, "ServiceUnavailable", "the API server is unreachable")
+        lease = self.leases.get((namespace, name))
+        return copy.deepcopy(lease) if lease else None
+
+    async def create_lease(self, namespace: str, lease: dict[str, Any]) -> dict[str, Any]:
+        key = (namespace, lease["metadata"]["name"])
+        if key in self.leases:
+            raise Conflict(409, "AlreadyExists", "leases already exists")
+        stored = copy.deepcopy(lease)
+        self._bump(stored)
+        self.leases[key] = stored
+        return copy.deepcopy(stored)
+
+    async def update_lease(self, namespace: str, lease: dict[str, Any]) -> dict[str, Any]:
+        if self.lease_outage:
+            raise KubeError(503, "ServiceUnavailable", "the API server is unreachable")
+        key = (namespace, lease["metadata"]["name"])
+        current = self.leases.get(key)
+        if current is None or current["metadata"]["resourceVersion"] != lease["metadata"].get("resourceVersion"):
+            raise Conflict(409, "Conflict", "the object has been modified")
+        stored = copy.deepcopy(lease)
+        self._bump(stored)
+        self.leases[key] = stored
+        return copy.deepcopy(stored)
 
     async def aclose(self) -> None:
         pass

@@ -37,7 +37,9 @@ class Conflict(KubeError):
     pass
 
 
-def _http_client(info: kopf.ConnectionInfo, timeout: float) -> httpx.AsyncClient:
+def _http_client(
+    info: kopf.ConnectionInfo, timeout: float, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
     # kopf's own TLS set-up, so both clients trust and present the same: inline client keys are written to private
     # temporary files only while the context loads them (Python's ssl reads keys from files only), then removed.
     context = info.as_ssl_context()
@@ -50,6 +52,7 @@ def _http_client(info: kopf.ConnectionInfo, timeout: float) -> httpx.AsyncClient
         # Keep every connection the pool may open: with fewer kept alive, a burst of status writes closes the
         # surplus after each request and opens it again, paying a TLS handshake per write (profiled in bench/).
         limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
+        transport=transport,
     )
 
 
@@ -87,8 +90,16 @@ class KubeClient:
     """The operator's own requests, each with the process's current credentials (controller/identity.py): a 401
     logs in again (once for all the requests that saw the same stale login) and the request is retried once."""
 
-    def __init__(self, identity: Identity, *, timeout: float = 30.0, max_in_flight: int = MAX_CONNECTIONS) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        timeout: float = 30.0,
+        max_in_flight: int = MAX_CONNECTIONS,
+        transport: httpx.AsyncBaseTransport | None = None,  # tests: where requests go instead of the network
+    ) -> None:
         self._identity = identity
+        self._transport = transport
         self._timeout = timeout
         self._http: httpx.AsyncClient | None = None
         self._http_login: Login | None = None
@@ -104,7 +115,7 @@ class KubeClient:
         if self._http is None or self._http_login is not login:
             if self._http is not None:
                 self._retired = [*self._retired[-3:], self._http]
-            self._http, self._http_login = _http_client(login.info, self._timeout), login
+            self._http, self._http_login = _http_client(login.info, self._timeout, self._transport), login
         return self._http
 
     async def aclose(self) -> None:
