@@ -14,6 +14,7 @@ tests rewrite a ClusterRole that nothing else should depend on.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 import re
@@ -42,6 +43,7 @@ SA_USER, _ = service_account_user(SA_NAMESPACE, SA_NAME)
 IMAGE = "ghcr.io/disync-operator/disync-operator:0.1.0"
 EXAMPLE_NAMES = ["orders-realtime", "users-realtime", "warehouse-solution"]
 # Test timings only (short backoff, frequent observation); everything else comes from deploy/.
+LEASES = itertools.count()
 FAST_ENV = {"DISYNC_BACKOFF_BASE": "0.2", "DISYNC_BACKOFF_CAP": "3", "DISYNC_OBSERVE_INTERVAL": "1"}
 
 
@@ -104,22 +106,26 @@ def run_operator(
     control_plane: ControlPlane,
     demo_emulator: EmulatorProcess,
     admin_kubectl: Kubectl,
-) -> Iterator[Callable[[], OperatorProcess]]:
+) -> Iterator[Callable[..., OperatorProcess]]:
     started: list[OperatorProcess] = []
 
-    def start() -> OperatorProcess:
+    def start(wait: bool = True) -> OperatorProcess:
         env = shipped_settings()
         # The ports are per test process here (the Deployment's 8080/9090 would collide between tests).
         env.pop("DISYNC_LIVENESS_PORT")
         env.pop("DISYNC_METRICS_PORT")
+        # As the Deployment's downward API sets it: where the leader-election Lease lives. Each test's process gets
+        # a Lease of its own, so that one left held by a refused test never delays the next.
+        env["POD_NAMESPACE"] = SA_NAMESPACE
+        env["DISYNC_LEADER_ELECTION_NAME"] = f"disync-operator-{len(started)}-{os.getpid()}-{next(LEASES)}"
         process = OperatorProcess(
             kubeconfig=control_plane.service_account_identity(SA_NAMESPACE, SA_NAME).kubeconfig,
             endpoint=demo_emulator.url,
             env={**env, **FAST_ENV},
         )
         started.append(process)
-        # kopf answers /healthz only after its first login and listing: slow on a loaded machine (cf. tests/conftest).
-        return process.start(timeout=DEADLINE)
+        # Ready once it leads and has listed every CR: slow on a loaded machine (cf. tests/conftest).
+        return process.start(timeout=DEADLINE, wait=wait)
 
     yield start
     try:
@@ -201,6 +207,9 @@ def test_apply_twice_changes_nothing(admin_kubectl: Kubectl, deployed: list[dict
         "ServiceAccount/disync-operator",
         "ClusterRole/disync-operator",
         "ClusterRoleBinding/disync-operator",
+        "Role/disync-operator-leader-election",
+        "RoleBinding/disync-operator-leader-election",
+        "PodDisruptionBudget/disync-operator",
         f"ConfigMap/{next(d for d in deployed if d['kind'] == 'ConfigMap')['metadata']['name']}",
         "Deployment/disync-operator",
         "Service/disync-operator-metrics",
@@ -218,8 +227,11 @@ def test_deployment_is_native_and_restricted(admin_kubectl: Kubectl, deployed: l
     assert namespace["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     deployment = by_kind["Deployment"]
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # A hot standby (leader election), rolled one new pod at a time, never below one ready replica.
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert by_kind["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
+    assert by_kind["PodDisruptionBudget"]["spec"]["selector"] == spec["selector"]
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == SA_NAME
     assert pod["automountServiceAccountToken"] is True
@@ -232,7 +244,10 @@ def test_deployment_is_native_and_restricted(admin_kubectl: Kubectl, deployed: l
     assert "DISYNC_NAMESPACES" not in config_map["data"]
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert config_map["data"]["DISYNC_LEADER_ELECTION"] == "true"
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "healthz"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"healthz": int(config_map["data"]["DISYNC_LIVENESS_PORT"]), "metrics": 9090}
     assert config_map["data"]["DISYNC_METRICS_PORT"] == "9090"
@@ -285,6 +300,17 @@ def test_shipped_role_lacks_what_is_not_needed(admin_kubectl: Kubectl, deployed:
     ]
     assert [p for p in granted if not can_i(admin_kubectl, *p)] == []
     assert [p for p in absent if can_i(admin_kubectl, *p)] == []
+
+    # Leader election: its one Lease, in the operator's namespace only.
+    def can_i_in(namespace: str, verb: str) -> bool:
+        answer = admin_kubectl.run(
+            "auth", "can-i", verb, "leases.coordination.k8s.io", "-n", namespace, f"--as={SA_USER}", check=False
+        )
+        return answer.stdout.strip() == "yes"
+
+    assert [v for v in ("get", "create", "update") if not can_i_in(SA_NAMESPACE, v)] == []
+    assert [v for v in ("list", "watch", "delete", "patch") if can_i_in(SA_NAMESPACE, v)] == []
+    assert [v for v in ("get", "create", "update") if can_i_in("default", v)] == []
 
 
 @pytest.mark.cluster
@@ -439,7 +465,7 @@ def restrict(admin_kubectl: Kubectl, deployed: list[dict[str, Any]]) -> Iterator
 def test_every_permission_is_needed(
     examples_ns: Kubectl,
     restrict: Callable[[str, str, str], None],
-    run_operator: Callable[[], OperatorProcess],
+    run_operator: Callable[..., OperatorProcess],
     group: str,
     resource: str,
     verb: str,
@@ -447,7 +473,7 @@ def test_every_permission_is_needed(
     kubectl = examples_ns
     restrict(group, resource, verb)
     kubectl("apply", "-k", str(EXAMPLES))
-    operator = run_operator()
+    operator = run_operator(wait=False)  # (without list it never gets ready: its first listing is refused)
     if (resource, verb) == ("secrets", "get"):
         ready = condition(wait_reason(kubectl, "users-realtime", "CredentialsUnavailable"))
         assert ready is not None
@@ -462,6 +488,42 @@ def test_every_permission_is_needed(
     lines = wait_for(refused, timeout=DEADLINE, what=f"the operator to be refused: {refusal}")
     print(lines[0])  # the evidence, shown with `pytest -rP`
     assert SA_USER in lines[0]
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("verb", ["get", "create", "update"])
+def test_every_leader_election_permission_is_needed(
+    admin_kubectl: Kubectl, deployed: list[dict[str, Any]], run_operator: Callable[..., OperatorProcess], verb: str
+) -> None:
+    """Without one of the Role's verbs, leader election is refused (and the process stands by, reconciling nothing)."""
+    full: dict[str, Any] = next(
+        doc for doc in yaml.safe_load_all((DEPLOY / "manifests" / "rbac.yaml").read_text()) if doc["kind"] == "Role"
+    )
+    role = copy.deepcopy(full)
+    role["rules"][0]["verbs"] = [v for v in role["rules"][0]["verbs"] if v != verb]
+
+    def allowed() -> bool:
+        answer = admin_kubectl.run(
+            "auth", "can-i", verb, "leases.coordination.k8s.io", "-n", SA_NAMESPACE, f"--as={SA_USER}", check=False
+        )
+        return answer.stdout.strip() == "yes"
+
+    admin_kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(role))
+    try:
+        wait_for(lambda: not allowed(), timeout=DEADLINE, what="revocation")
+        operator = run_operator(wait=False)
+        refusal = f'cannot {verb} resource \\"leases\\"'
+        lines = wait_for(
+            lambda: [ln for ln in operator.log().splitlines() if refusal in ln or refusal.replace("\\", "") in ln],
+            timeout=DEADLINE,
+            what=f"the operator to be refused: {refusal}",
+        )
+        assert SA_USER in lines[0]
+        if verb != "update":  # (without update it does lead once it has created the Lease, then can't renew)
+            assert operator.readiness()["role"] == "standby"
+    finally:
+        admin_kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(full))
+        wait_for(allowed, timeout=DEADLINE, what="the full Role to be in force again")
 
 
 # --- the image -----------------------------------------------------------------------------------------------------
