@@ -649,7 +649,10 @@ def test_namespaced_install_grants_nothing_outside_its_namespaces(
     applied for this test's namespace, the operator works there and may read nothing elsewhere."""
     docs = [doc for doc in yaml.safe_load_all(admin_kubectl("kustomize", str(DEPLOY / "namespaced"))) if doc]
     assert [d for d in docs if d["kind"] == "ClusterRoleBinding"] == []
-    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    bindings = [d for d in docs if d["kind"] == "RoleBinding" and d["roleRef"]["kind"] == "ClusterRole"]
+    # Leader election's Role stays where it is: the operator's own namespace.
+    (election,) = [d for d in docs if d["kind"] == "RoleBinding" and d["roleRef"]["kind"] == "Role"]
+    assert election["metadata"]["namespace"] == SA_NAMESPACE
     config = next(d for d in docs if d["kind"] == "ConfigMap")
     listed = json.loads(config["data"]["DISYNC_NAMESPACES"])
     assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(listed)
@@ -674,6 +677,8 @@ def test_namespaced_install_grants_nothing_outside_its_namespaces(
         env.pop("DISYNC_LIVENESS_PORT")
         env.pop("DISYNC_METRICS_PORT")
         env |= {
+            "POD_NAMESPACE": SA_NAMESPACE,
+            "DISYNC_LEADER_ELECTION_NAME": f"disync-operator-namespaced-{os.getpid()}",
             "DISYNC_NAMESPACES": json.dumps([namespace]),
             "DISYNC_DEFAULT_CREDENTIALS_NAMESPACES": json.dumps([namespace]),
         }
