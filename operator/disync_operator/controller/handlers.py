@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from typing import Any, cast
 
 import httpx
@@ -41,11 +40,6 @@ def register(registry: kopf.OperatorRegistry) -> None:
     async def start_background(*, memo: Any, settings: kopf.OperatorSettings, **_: Any) -> None:
         runtime: Runtime = memo.runtime
         runtime.kopf_settings = settings
-        # kopf has just set its own SIGTERM/SIGINT handlers (which stop it at once); the operator's come back, so a
-        # signal first stops the reconciles and releases the Lease, and only then stops kopf (controller/main.py).
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, runtime.shutdown.set)
 
         async def work(item: Work) -> None:
             await reconcile(runtime, item, object_logger(runtime, item.body))

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -19,8 +20,8 @@ from disync_operator.controller.runtime.health import HealthServer
 from disync_operator.controller.runtime.leader import LeaderElection
 from disync_operator.controller.settings import OperatorSettings
 
-# How long in-flight reconciles may finish before a leader releases its Lease on SIGTERM.
-HANDOVER_DRAIN_SECONDS = 1.0
+# How long in-flight reconciles may end after SIGTERM before kopf is stopped.
+HANDOVER_DRAIN_SECONDS = 2.0
 
 
 def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
@@ -83,9 +84,7 @@ async def serve(runtime: Runtime, registry: kopf.OperatorRegistry) -> int:
     """Stand by until leading (with leader election), then run kopf until a signal or the loss of the Lease; on a
     signal hand over: stop reconciling, release the Lease, then stop kopf. Returns the exit code."""
     settings = runtime.settings
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, runtime.shutdown.set)
+    _on_signals(runtime.shutdown.set)
     health = HealthServer(lambda: runtime.readiness, port=settings.liveness_port) if settings.liveness_port else None
     if health is not None:
         await health.start()
@@ -111,6 +110,12 @@ async def serve(runtime: Runtime, registry: kopf.OperatorRegistry) -> int:
             await health.stop()
 
 
+def _on_signals(callback: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, callback)
+
+
 async def _report_standby(runtime: Runtime, election: LeaderElection) -> None:
     while True:
         runtime.readiness.ready = election.reachable
@@ -119,7 +124,7 @@ async def _report_standby(runtime: Runtime, election: LeaderElection) -> None:
 
 
 async def _lead(runtime: Runtime, registry: kopf.OperatorRegistry, election: LeaderElection | None) -> int:
-    kopf_stop = asyncio.Event()
+    kopf_stop, kopf_ready = asyncio.Event(), asyncio.Event()
     operator = asyncio.create_task(
         kopf.operator(
             registry=registry,
@@ -129,23 +134,36 @@ async def _lead(runtime: Runtime, registry: kopf.OperatorRegistry, election: Lea
             namespaces=runtime.settings.namespaces,
             memo=kopf.Memo(runtime=runtime),
             stop_flag=kopf_stop,
+            ready_flag=kopf_ready,
         ),
         name="kopf",
     )
+
+    async def own_the_signals() -> None:
+        # kopf sets SIGTERM/SIGINT handlers of its own as it starts (they stop it at once); once it is ready the
+        # operator's come back, so that a signal first stops the reconciles and releases the Lease.
+        await kopf_ready.wait()
+        _on_signals(runtime.shutdown.set)
+
+    signals = asyncio.create_task(own_the_signals())
     waits: list[asyncio.Task[Any]] = [operator, asyncio.create_task(runtime.shutdown.wait())]
     holding = asyncio.create_task(election.hold()) if election is not None else None
     if holding is not None:
         waits.append(holding)
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     lost = holding is not None and holding.done()
+    signals.cancel()
     for task in waits[1:]:
         task.cancel()
     if not operator.done():
-        # Hand over: no reconcile may run once another process can lead. In-flight ones get a moment (a start in
-        # flight is safe either way: its intent, written before the call, is verified by the next leader).
-        await runtime.stop_reconciling(grace=0 if lost else HANDOVER_DRAIN_SECONDS)
+        # Hand over: no new reconcile from here, and the Lease released at once, so the standby takes over within
+        # a second. Reconciles in flight may still end meanwhile: two processes at once is what start intents are
+        # for (written before the call with a resourceVersion precondition, verified by the next leader after their
+        # lease), as in any rolling update. Then kopf stops.
+        drained = asyncio.create_task(runtime.stop_reconciling(grace=0 if lost else HANDOVER_DRAIN_SECONDS))
         if election is not None and not lost:
             await election.release()
+        await drained
         kopf_stop.set()
     try:
         await operator

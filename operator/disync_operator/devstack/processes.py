@@ -181,6 +181,20 @@ class OperatorProcess:
             self._proc.send_signal(signal.SIGKILL)
             self._proc.wait()
 
+    def terminate(self) -> None:
+        """SIGTERM, without waiting: what the kubelet sends first when a pod goes (a rollout, a drain)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+
+    def wait(self, timeout: float) -> int:
+        assert self._proc is not None
+        return self._proc.wait(timeout)
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
     def stop(self, timeout: float = 20) -> int | None:
         if self._proc is None:
             return None

@@ -2,10 +2,11 @@
 
 Of the replicas, the one named in the Lease's `holderIdentity` reconciles; it renews `renewTime` every retry period
 and gives up (the process stops reconciling and exits) if it could not renew for the renew deadline. A standby reads
-the Lease every retry period and takes it over when it is released (empty holder) or when its record has not changed
-for its `leaseDurationSeconds` as measured on the standby's own clock (so clock skew between nodes does not matter).
-Every write is an update with the resourceVersion read: of two candidates, one wins and the other gets 409. On
-SIGTERM the leader clears the holder, so the next one takes over at its next look instead of a lease duration later.
+the Lease twice per retry period (one small GET a second) and takes it over when it is released (empty holder) or
+when its record has not changed for its `leaseDurationSeconds` as measured on the standby's own clock (so clock skew
+between nodes does not matter). Every write is an update with the resourceVersion read: of two candidates, one wins
+and the other gets 409. On SIGTERM the leader clears the holder, so the next one takes over at its next look instead
+of a lease duration later.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -25,7 +25,7 @@ from disync_operator.controller.runtime.kube import Conflict, KubeError
 
 log = logging.getLogger(__name__)
 
-JITTER = 1.2  # a standby's wait between looks: retry period x 1..1.2, so standbys don't look in lockstep
+EXPIRY_SLACK = 0.01  # a look just after the holder's lease runs out, not just before
 
 
 class LeaseApi(Protocol):
@@ -132,6 +132,16 @@ class LeaderElection:
             self.leading = leading
             self._on_change(leading)
 
+    def _next_look(self) -> float:
+        """A standby looks twice per retry period (a released Lease is taken within about a second of the leader's
+        SIGTERM), and right when the holder's lease runs out on its clock (a dead leader is replaced within the lease
+        duration plus one look, not plus a whole retry period)."""
+        look = self.retry_period / 2
+        if self.holder:
+            expiry = self._observed_at + self._observed_duration - self._clock()
+            look = min(look, max(0.0, expiry) + EXPIRY_SLACK)
+        return look
+
     async def acquire(self, stop: asyncio.Event) -> bool:
         """Wait as a standby until this process holds the Lease (True), or until `stop` (False)."""
         announced: str | None = None
@@ -144,7 +154,7 @@ class LeaderElection:
                 announced = self.holder
                 log.info("leader election: standing by; %s leads", self.holder or "no one")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.retry_period * random.uniform(1.0, JITTER))
+                await asyncio.wait_for(stop.wait(), self._next_look())
         return False
 
     async def hold(self) -> None:
