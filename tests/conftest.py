@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -35,6 +37,23 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def runtime_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The operator as the image installs it: the built wheel in a fresh virtualenv with the runtime dependencies
+    only (no test or dev extras). Returns that virtualenv's python."""
+    folder = tmp_path_factory.mktemp("runtime-install")
+    quiet = ["-q", "--disable-pip-version-check"]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", *quiet, "--no-deps", "-w", str(folder), str(REPO)], check=True
+    )
+    (wheel,) = folder.glob("disync_operator-*.whl")
+    venv = folder / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", *quiet, str(wheel)], check=True)
+    return python
 
 
 @pytest.fixture(scope="session")

@@ -112,12 +112,13 @@ class EmulatorProcess:
 
 @dataclass
 class OperatorProcess:
-    kubeconfig: Path
+    kubeconfig: Path | None  # None: no KUBECONFIG (in-cluster identity, from the environment and files)
     endpoint: str
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
     stream: bool = False  # True: logs go to our own stdout (the dev stack), not to a file
     python: str | None = None  # the interpreter to run it with (bench/: a runtime-only virtualenv); default ours
+    wrapper: list[str] = field(default_factory=list)  # a command the operator runs under (e.g. `unshare ...`)
     liveness_port: int = field(init=False, default=0)
     metrics_port: int = field(init=False, default=0)
     _proc: subprocess.Popen[bytes] | None = field(init=False, default=None)
@@ -127,8 +128,12 @@ class OperatorProcess:
         self.log_path = self.log_path or folder / "operator.log"
         self.liveness_port, self.metrics_port = free_port(), free_port()
         env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("DISYNC_", "ALIBABA_CLOUD_"))},
-            "KUBECONFIG": str(self.kubeconfig),
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("DISYNC_", "ALIBABA_CLOUD_", "KUBERNETES_SERVICE_")) and k != "KUBECONFIG"
+            },
+            **({"KUBECONFIG": str(self.kubeconfig)} if self.kubeconfig is not None else {}),
             "DISYNC_ENDPOINT": self.endpoint,
             "DISYNC_LIVENESS_PORT": str(self.liveness_port),
             "DISYNC_METRICS_PORT": str(self.metrics_port),
@@ -141,7 +146,7 @@ class OperatorProcess:
         with self.log_path.open("ab") as log:
             output = None if self.stream else log
             self._proc = subprocess.Popen(
-                _python_module("run", python=self.python),
+                [*self.wrapper, *_python_module("run", python=self.python)],
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 env=env,
