@@ -112,8 +112,13 @@ async def serve(runtime: Runtime, registry: kopf.OperatorRegistry) -> int:
 
 def _on_signals(callback: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
+
+    def received(sig: signal.Signals) -> None:
+        logging.getLogger("disync_operator").info("%s received: stopping", sig.name)
+        callback()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, callback)
+        loop.add_signal_handler(sig, received, sig)
 
 
 async def _report_standby(runtime: Runtime, election: LeaderElection) -> None:
