@@ -55,11 +55,22 @@ $(RUNTIME_STAMP): pyproject.toml
 	@$(RUNTIME_VENV)/bin/python -m pip install -q --disable-pip-version-check -e .
 	@rm -f $(RUNTIME_VENV)/.installed-* && touch $@
 
-bench: venv controlplane $(RUNTIME_STAMP)
-	@$(PY) -m bench --operator-python $(RUNTIME_VENV)/bin/python $(BENCH_ARGS)
+# The idiomatic kopf operator bench VS compares with runs from kopf and the official SDK only (what its user installs).
+CONTENDER_VENV := .venv-contender
+CONTENDER_PINS := 'kopf>=1.45.2,<1.46' alibabacloud-tea-openapi==0.4.6 alibabacloud-dataworks-public20200518==10.1.1
+CONTENDER_STAMP := $(CONTENDER_VENV)/.installed-$(shell echo $(CONTENDER_PINS) | sha256sum | cut -c1-12)
+
+$(CONTENDER_STAMP):
+	@test -x $(CONTENDER_VENV)/bin/python || $(PYTHON) -m venv $(CONTENDER_VENV)
+	@echo "[setup] installing kopf and the official DataWorks SDK into $(CONTENDER_VENV) (bench VS's contender)"
+	@$(CONTENDER_VENV)/bin/python -m pip install -q --disable-pip-version-check $(CONTENDER_PINS)
+	@rm -f $(CONTENDER_VENV)/.installed-* && touch $@
+
+bench: venv controlplane $(RUNTIME_STAMP) $(CONTENDER_STAMP)
+	@$(PY) -m bench --operator-python $(RUNTIME_VENV)/bin/python --contender-python $(CONTENDER_VENV)/bin/python $(BENCH_ARGS)
 
 chaos: venv controlplane
 	@$(PY) -m pytest -q -m slow tests $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) $(RUNTIME_VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RUNTIME_VENV) $(CONTENDER_VENV) build dist .pytest_cache .mypy_cache .ruff_cache

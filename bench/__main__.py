@@ -15,6 +15,7 @@ from typing import Any
 from bench import report
 from bench.harness import Config, Kube, Stack, git_revision, machine_info
 from bench.scenarios import p1_burst, p2_memory, p3_restart, p4_latency, p5_observation
+from bench.versus import versus
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -58,6 +59,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="interpreter to run the operator with (make bench: a virtualenv with only its runtime dependencies)",
     )
+    parser.add_argument(
+        "--contender-python",
+        default=None,
+        help="interpreter for VS's idiomatic kopf operator (make bench: a virtualenv with kopf and the official SDK "
+        "only); default this one",
+    )
+    parser.add_argument("--vs-rounds", type=int, default=None, help="VS rounds, order rotating (default 3)")
+    parser.add_argument("--vs-duration", type=float, default=None, help="VS steady-rate seconds per run (default 30)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and latest.md go")
     parser.add_argument(
         "--merge",
@@ -77,6 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.p5_observe_interval = (
         args.p5_observe_interval if args.p5_observe_interval is not None else (5.0 if small else 30.0)
     )
+    args.vs_rounds = args.vs_rounds if args.vs_rounds is not None else (1 if small else 3)
+    args.vs_duration = args.vs_duration if args.vs_duration is not None else (3.0 if small else 30.0)
     args.sections = [s.strip().upper() for s in args.only.split(",") if s.strip()]
     unknown = set(args.sections) - set(report.SECTIONS)
     if unknown:
@@ -152,6 +163,29 @@ async def run(args: argparse.Namespace, stack: Stack, results: dict[str, Any]) -
                 sections["P5"] = {"error": f"{type(error).__name__}: {error}"}
                 traceback.print_exc()
             log(f"P5: {sections['P5']}")
+        if "VS" in args.sections:
+            points = sorted({0, args.n1, args.n2} if args.n1 < args.n2 else {0, args.n2})
+            log(
+                f"VS: floor, idiomatic kopf (with and without its delete handler) and the operator, {args.vs_rounds} "
+                "rounds"
+            )
+            try:
+                sections["VS"] = await versus(
+                    stack,
+                    kube,
+                    n=args.n1,
+                    rounds=args.vs_rounds,
+                    rate=args.rate,
+                    duration=args.vs_duration,
+                    points=points,
+                    quiet=args.quiet,
+                    log=log,
+                )
+            except Exception as error:
+                ok = False
+                sections["VS"] = {"error": f"{type(error).__name__}: {error}"}
+                traceback.print_exc()
+            log(f"VS: {sections['VS'].get('contenders', sections['VS'])}")
     finally:
         await kube.aclose()
     return ok
@@ -165,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         max_concurrency=args.max_concurrency,
         observe_interval=args.observe_interval,
         operator_python=args.operator_python,
+        contender_python=args.contender_python or sys.executable,
     )
     tasks = 0
     if "P1" in args.sections:
@@ -175,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         tasks += int(args.rate * args.duration)
     if "P5" in args.sections:
         tasks += args.n2 + 2 * args.burst
+    if "VS" in args.sections:
+        tasks += args.vs_rounds * (4 * args.n1 + 3 * int(args.rate * args.vs_duration)) + 2 * max(args.n1, args.n2)
     results: dict[str, Any] = {
         "started_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "commit": git_revision(),
@@ -195,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
             "quiet_window_seconds": args.quiet,
             "burst": args.burst,
             "p5_observe_interval": args.p5_observe_interval,
+            "vs_rounds": args.vs_rounds,
+            "vs_duration": args.vs_duration,
+            "contender_dependencies": "kopf + official SDK only" if args.contender_python else "the bench's own",
         },
         "sections": {},
         "notes": [],

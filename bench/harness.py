@@ -56,6 +56,8 @@ class Config:
     # The interpreter the operator runs with: `make bench` gives it a virtualenv with the runtime dependencies only,
     # as in the image (the test extra's `kubernetes` package alone adds 19 MiB to any process that imports kopf).
     operator_python: str | None = None
+    # The idiomatic kopf operator's interpreter: kopf and the official SDK only (make bench: .venv-contender).
+    contender_python: str | None = None
 
     def operator_env(self, namespace: str, **overrides: str | None) -> dict[str, str]:
         """The operator's environment; an override of None leaves the variable unset, so the operator's own default
@@ -458,6 +460,22 @@ class Stack:
             pids["emulator"] = self.emulator._proc.pid
         return pids
 
+    def contender(self, namespace: str, name: str, *, delete_handler: bool) -> ContenderProcess:
+        assert self.plane is not None
+        assert self.emulator is not None
+        if self.config.contender_python is None:
+            raise RuntimeError("no interpreter for the idiomatic kopf operator (--contender-python)")
+        return ContenderProcess(
+            kubeconfig=self.plane.kubeconfig,
+            endpoint=self.emulator.url,
+            namespace=namespace,
+            python=self.config.contender_python,
+            qps=self.config.qps,
+            workers=self.config.max_concurrency,
+            delete_handler=delete_handler,
+            log_path=self.workdir / f"contender-{name}.log",
+        )
+
     def operator(self, namespace: str, name: str, **env: str | None) -> OperatorProcess:
         assert self.plane is not None
         assert self.emulator is not None
@@ -468,6 +486,63 @@ class Stack:
             python=self.config.operator_python,
             log_path=self.workdir / f"operator-{name}.log",
         )
+
+
+CONTENDER = REPO / "bench" / "contender" / "operator.py"
+
+
+@dataclass
+class ContenderProcess:
+    """The idiomatic kopf operator (bench/contender/operator.py) as a process, watching one namespace."""
+
+    kubeconfig: Path
+    endpoint: str
+    namespace: str
+    python: str
+    qps: float
+    workers: int
+    delete_handler: bool
+    log_path: Path
+    port: int = 0
+    _proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> ContenderProcess:
+        from disync_operator.devstack.controlplane import free_port
+
+        self.port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("DISYNC_", "ALIBABA_CLOUD_"))},
+            "KUBECONFIG": str(self.kubeconfig),
+            "DATAWORKS_ENDPOINT": self.endpoint,
+            "ALIBABA_CLOUD_ACCESS_KEY_ID": DEMO_ACCESS_KEY_ID,
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEMO_ACCESS_KEY_SECRET,
+            "CONTENDER_QPS": str(self.qps),
+            "CONTENDER_WORKERS": str(self.workers),
+            "CONTENDER_DELETE_HANDLER": "1" if self.delete_handler else "0",
+        }
+        argv = [self.python, "-m", "kopf", "run", "--standalone", "--quiet", f"--namespace={self.namespace}"]
+        argv += [f"--liveness=http://127.0.0.1:{self.port}/healthz", str(CONTENDER)]
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"the contender exited: {self.log_path.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).status_code == 200:
+                    return self
+            time.sleep(0.2)
+        raise TimeoutError(f"the contender was not live within {timeout:.0f}s")
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
 
 
 def metric_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("P1", "P2", "P3", "P4", "P5")
+SECTIONS = ("P1", "P2", "P3", "P4", "P5", "VS")
 # What a run without --only measures. P5 alone is about 6-8 minutes at its default size on 2 cores (extrapolated
 # from 2 min at 1,000 CRs; mostly seeding 10,000 CRs); take it out here if a full run stops fitting.
 DEFAULT_SECTIONS = SECTIONS
@@ -16,6 +16,7 @@ TITLES = {
     "P3": "P3 restart with every CR Ready",
     "P4": "P4 latency: apply -> Ready at a steady rate",
     "P5": "P5 observation at scale: a burst of new CRs, with every started CR under observation vs none",
+    "VS": "VS: the floor, the idiomatic kopf operator and disync-operator, side by side",
 }
 
 
@@ -54,7 +55,87 @@ def targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             # Stated at 10,000 CRs: with a few dozen, a pass is over in seconds and barely meets the burst.
             "met": p5["ratio"] <= 1.2 if p5["n"] >= 10_000 else None,
         }
+    vs = (results["sections"].get("VS") or {}).get("contenders") or {}
+    ours, theirs, theirs_fin = vs.get("operator") or {}, vs.get("kopf") or {}, vs.get("kopf+delete") or {}
+    if ours.get("ratio_to_floor") and theirs.get("ratio_to_floor"):
+        mine = ours["ratio_to_floor"]["median"]
+        rivals = [theirs["ratio_to_floor"]["median"]]
+        if theirs_fin.get("ratio_to_floor"):
+            rivals.append(theirs_fin["ratio_to_floor"]["median"])
+        out["VS burst"] = {
+            "target": "ratio to floor <= the idiomatic operator's (with its delete handler: like for like) and <= 1.10",
+            "value": f"{mine} vs {' / '.join(str(r) for r in rivals)}",
+            "met": mine <= 1.10 and mine <= rivals[-1],
+        }
+    if ours.get("steady_p99_ms") and theirs.get("steady_p99_ms"):
+        p50, p99 = ours["steady_p50_ms"]["median"], ours["steady_p99_ms"]["median"]
+        r50, r99 = theirs["steady_p50_ms"]["median"], theirs["steady_p99_ms"]["median"]
+        out["VS steady"] = {
+            "target": "p50 and p99 <= the idiomatic operator's",
+            "value": f"p50 {p50:.0f} vs {r50:.0f} ms, p99 {p99:.0f} vs {r99:.0f} ms",
+            "met": p50 <= r50 and p99 <= r99,
+        }
+    if ours.get("rss_mib") and theirs.get("rss_mib"):
+        top = max(ours["rss_mib"], key=int)
+        mine_mib, rival_mib = ours["rss_mib"][top], theirs["rss_mib"].get(top)
+        if rival_mib:
+            out["VS memory"] = {
+                "target": "RSS <= 100 MiB at 10,000 Ready CRs and <= 60% of the idiomatic operator's",
+                "value": f"{mine_mib} vs {rival_mib} MiB at {int(top):,} ({mine_mib / rival_mib:.0%})",
+                "met": mine_mib <= 100 and mine_mib <= 0.6 * rival_mib if int(top) >= 10_000 else None,
+            }
     return out
+
+
+def _range(value: dict[str, float] | None, unit: str = "", digits: int = 2) -> str:
+    if not value:
+        return "-"
+    return f"{value['median']:.{digits}f}{unit} ({value['min']:.{digits}f}-{value['max']:.{digits}f})"
+
+
+VS_LABELS = {
+    "floor": "floor",
+    "kopf": "idiomatic kopf",
+    "kopf+delete": "idiomatic kopf + delete handler",
+    "operator": "disync-operator",
+}
+
+
+def _vs_lines(p: dict[str, Any]) -> list[str]:
+    c = p["contenders"]
+    points = [str(x) for x in p["points"]]
+    lines = [
+        f"{p['rounds']} rounds, order rotating; median (range). Burst: {p['n']:,} CRs created at once, until all "
+        f"Ready, and each run's ratio to the same round's floor. Steady: {p['rate']:g} CRs/s for {p['duration']:g} s. "
+        "RSS at " + " / ".join(f"{int(x):,}" for x in points) + " Ready CRs (one run each).",
+        "",
+        "| | burst | ratio to floor | steady p50 | steady p99 | RSS | API-server requests per CR | burst CPU s: "
+        "operator / apiserver / etcd |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for who, label in VS_LABELS.items():
+        row = c.get(who)
+        if not row:
+            continue
+        rss = row.get("rss_mib")
+        per_cr = row.get("apiserver_requests_per_cr") or {}
+        requests = sum(v for k, v in per_cr.items() if not k.startswith(("GET /openapi", "PUT leases", "WATCH")))
+        cpu = row.get("burst_cpu_seconds", {})
+        lines.append(
+            f"| {label} | {_range(row['burst_seconds'], ' s')} | {_range(row.get('ratio_to_floor'), 'x', 3)} "
+            f"| {_range(row.get('steady_p50_ms'), ' ms', 0)} | {_range(row.get('steady_p99_ms'), ' ms', 0)} "
+            f"| {' / '.join(f'{rss[x]:g}' for x in points) + ' MiB' if rss else '-'} "
+            f"| {f'{requests:.2f}' if per_cr else '2 (create, status)'} "
+            f"| {cpu.get('operator', '-')} / {cpu.get('kube-apiserver', '-')} / {cpu.get('etcd', '-')} |"
+        )
+    lines.append("")
+    for who in ("kopf", "kopf+delete", "operator"):
+        per_cr = (c.get(who) or {}).get("apiserver_requests_per_cr")
+        if per_cr:
+            detail = ", ".join(f"{k} {v:g}" for k, v in per_cr.items() if v >= 0.01)
+            lines.append(f"- {VS_LABELS[who]}, API-server requests per CR in its last burst: {detail}")
+    lines.append("")
+    return lines
 
 
 def _cpu_row(label: str, cpu: dict[str, float]) -> str:
@@ -165,6 +246,10 @@ def markdown(results: dict[str, Any]) -> str:
             lines += [f"failed: {p['error']}", ""]
         else:
             lines += _p5_lines(p)
+    if "VS" in s:
+        lines += [f"## {TITLES['VS']}", ""]
+        p = s["VS"]
+        lines += [f"failed: {p['error']}", ""] if "error" in p else _vs_lines(p)
     cpu_rows = []
     for name, label in (("P1", "P1 floor"), ("P1", "P1 operator"), ("P3", "P3"), ("P4", "P4")):
         section = s.get(name) or {}

@@ -32,7 +32,7 @@ def test_small_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert {"cpu_model", "cores", "memory_gib", "python", "kube_apiserver"} <= data["machine"].keys()
     assert {"qps", "max_concurrency", "emulator_latency_ms", "observe_interval"} <= data["conditions"].keys()
     sections = data["sections"]
-    assert set(sections) == {"P1", "P2", "P3", "P4", "P5"}
+    assert set(sections) == {"P1", "P2", "P3", "P4", "P5", "VS"}
     for name, section in sections.items():
         assert "error" not in section, (name, section)
     assert {"seconds", "starts"} <= sections["P1"]["floor"].keys()
@@ -48,8 +48,27 @@ def test_small_benchmark_writes_every_section(tmp_path: Path) -> None:
     on = sections["P5"]["on"]
     assert {"secret_gets_per_pass", "observe_period_projected_seconds", "run_dataworks_calls"} <= on.keys()
     assert "ratio" in sections["P5"]
-    assert set(data["targets"]) == {"P1", "P2", "P3", "P4", "P5"}
+    contenders = sections["VS"]["contenders"]
+    assert set(contenders) == {"floor", "kopf", "kopf+delete", "operator"}
+    for name, row in contenders.items():
+        assert row["burst_starts"] == [50], name  # every contender started each CR exactly once
+    for name in ("kopf", "kopf+delete", "operator"):
+        assert {"ratio_to_floor", "steady_p50_ms", "steady_p99_ms", "apiserver_requests_per_cr"} <= contenders[
+            name
+        ].keys()
+    assert set(contenders["operator"]["rss_mib"]) == {"0", "50"}
+    assert set(data["targets"]) == {"P1", "P2", "P3", "P4", "P5", "VS burst", "VS steady", "VS memory"}
 
     markdown = (tmp_path / "latest.md").read_text()
-    for heading in ("## P1", "## P2", "## P3", "## P4", "## P5", "## Targets", "**Machine:**", "**Conditions:**"):
+    for heading in (
+        "## P1",
+        "## P2",
+        "## P3",
+        "## P4",
+        "## P5",
+        "## VS",
+        "## Targets",
+        "**Machine:**",
+        "**Conditions:**",
+    ):
         assert heading in markdown
