@@ -65,6 +65,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="interpreter for VS's idiomatic kopf operator (make bench: a virtualenv with kopf and the official SDK "
         "only); default this one",
     )
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="DISYNC_X=VALUE",
+        help="an extra setting for every operator run (repeatable)",
+    )
     parser.add_argument("--vs-rounds", type=int, default=None, help="VS rounds, order rotating (default 3)")
     parser.add_argument("--vs-duration", type=float, default=None, help="VS steady-rate seconds per run (default 30)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and latest.md go")
@@ -200,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         observe_interval=args.observe_interval,
         operator_python=args.operator_python,
         contender_python=args.contender_python or sys.executable,
+        extra_env=tuple((key, value) for key, _, value in (item.partition("=") for item in args.operator_env)),
     )
     tasks = 0
     if "P1" in args.sections:
@@ -232,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             "quiet_window_seconds": args.quiet,
             "burst": args.burst,
             "p5_observe_interval": args.p5_observe_interval,
+            "operator_env": args.operator_env,
             "vs_rounds": args.vs_rounds,
             "vs_duration": args.vs_duration,
             "contender_dependencies": "kopf + official SDK only" if args.contender_python else "the bench's own",

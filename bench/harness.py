@@ -58,6 +58,8 @@ class Config:
     operator_python: str | None = None
     # The idiomatic kopf operator's interpreter: kopf and the official SDK only (make bench: .venv-contender).
     contender_python: str | None = None
+    # Extra DISYNC_* settings for every operator run (e.g. to compare one setting's values in separate runs).
+    extra_env: tuple[tuple[str, str], ...] = ()
 
     def operator_env(self, namespace: str, **overrides: str | None) -> dict[str, str]:
         """The operator's environment; an override of None leaves the variable unset, so the operator's own default
@@ -69,6 +71,7 @@ class Config:
             "DISYNC_LOG_FORMAT": "json",
             "DISYNC_LOG_LEVEL": self.log_level,
             "DISYNC_NAMESPACES": json.dumps([namespace]),
+            **dict(self.extra_env),
             **overrides,
         }
         return {k: v for k, v in env.items() if v is not None}

@@ -73,6 +73,9 @@ class OperatorSettings(BaseSettings):
     # Reconciles in flight at once (the rest wait in the work queue, a trimmed body each); enough to keep the
     # DataWorks concurrency cap busy while others write status.
     workers: int = Field(default=64, ge=1, le=1024)
+    # Connections to the API server for the operator's own requests (kopf's watch has its own); requests beyond
+    # them wait in an O(1) queue in front of the pool (runtime/kube.py).
+    kube_connections: int = Field(default=4, ge=1, le=64)
     watch_server_timeout: int | None = Field(default=600, ge=1)
     instance_id: str | None = Field(
         default=None, description="Identity in start intents; default POD_NAME/hostname+pid"

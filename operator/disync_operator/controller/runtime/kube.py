@@ -38,7 +38,7 @@ class Conflict(KubeError):
 
 
 def _http_client(
-    info: kopf.ConnectionInfo, timeout: float, transport: httpx.AsyncBaseTransport | None = None
+    info: kopf.ConnectionInfo, timeout: float, connections: int, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
     # kopf's own TLS set-up, so both clients trust and present the same: inline client keys are written to private
     # temporary files only while the context loads them (Python's ssl reads keys from files only), then removed.
@@ -51,7 +51,7 @@ def _http_client(
         timeout=httpx.Timeout(timeout, connect=5.0),
         # Keep every connection the pool may open: with fewer kept alive, a burst of status writes closes the
         # surplus after each request and opens it again, paying a TLS handshake per write (profiled in bench/).
-        limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         transport=transport,
     )
 
@@ -100,6 +100,7 @@ class KubeClient:
     ) -> None:
         self._identity = identity
         self._transport = transport
+        self._connections = max_in_flight
         self._timeout = timeout
         self._http: httpx.AsyncClient | None = None
         self._http_login: Login | None = None
@@ -115,7 +116,8 @@ class KubeClient:
         if self._http is None or self._http_login is not login:
             if self._http is not None:
                 self._retired = [*self._retired[-3:], self._http]
-            self._http, self._http_login = _http_client(login.info, self._timeout, self._transport), login
+            self._http = _http_client(login.info, self._timeout, self._connections, self._transport)
+            self._http_login = login
         return self._http
 
     async def aclose(self) -> None:

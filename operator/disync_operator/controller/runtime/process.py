@@ -108,7 +108,7 @@ class Runtime:
 
     async def kube(self) -> KubeApi:
         if self._kube is None:
-            self._kube = KubeClient(self.identity)
+            self._kube = KubeClient(self.identity, max_in_flight=self.settings.kube_connections)
         return self._kube
 
     async def stop_reconciling(self, grace: float) -> bool:
