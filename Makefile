@@ -6,12 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv controlplane test test-unit run lint crd bench chaos clean
+.PHONY: help venv controlplane tools test test-unit run lint lock crd bench chaos clean
 
 help:
 	@echo "make run    - local control plane + DataWorks emulator + the operator, examples applied (Ctrl-C stops)"
 	@echo "make test   - full test suite against a real kube-apiserver/etcd and the emulator"
-	@echo "make lint   - ruff + mypy"
+	@echo "make lint   - ruff check, ruff format --check, mypy --strict (CI runs it beside make test)"
+	@echo "make lock   - rewrite requirements.lock (the image's hash-pinned runtime dependencies) after a pyproject edit"
 	@echo "make crd    - regenerate deploy/crds from the pydantic models"
 
 $(STAMP): pyproject.toml
@@ -27,8 +28,13 @@ venv: $(STAMP)
 controlplane:
 	@bash hack/build-controlplane.sh >/dev/null
 
+# helm and promtool, for the chart and alerting checks: built from pinned Go modules, cached like the control plane.
+tools:
+	@bash hack/build-tool.sh helm >/dev/null
+	@bash hack/build-tool.sh promtool >/dev/null
+
 # pytest exits 5 when it collects nothing; that must fail the run rather than pass silently.
-test: venv controlplane
+test: venv controlplane tools
 	@$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
 
@@ -39,8 +45,12 @@ run: venv
 	@$(VENV)/bin/disync-operator dev $(RUN_ARGS)
 
 lint: venv
-	@$(VENV)/bin/ruff check operator tests bench
-	@$(VENV)/bin/mypy
+	@$(VENV)/bin/ruff check operator tests bench hack
+	@$(VENV)/bin/ruff format --check operator tests bench hack
+	@$(VENV)/bin/mypy --strict
+
+lock: venv
+	@bash hack/lock.sh
 
 crd: venv
 	@$(VENV)/bin/disync-operator crd > deploy/crds/disyncinstances.yaml
