@@ -16,9 +16,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 case $TOOL in
   helm) MODULE=helm.sh/helm/v3 PACKAGE=helm.sh/helm/v3/cmd/helm
         # helm prints this as its version (`helm version`); without it, a module build says v3.x-dev-ish defaults.
-        VERSION_FLAG="-X helm.sh/helm/v3/internal/version.version=%s" ;;
+        VERSION_FLAG="-X helm.sh/helm/v3/internal/version.version=%s" VERSION_ARGS=(version) ;;
   promtool) MODULE=github.com/prometheus/prometheus PACKAGE=github.com/prometheus/prometheus/cmd/promtool
-        VERSION_FLAG="-X github.com/prometheus/common/version.Version=%s" ;;
+        VERSION_FLAG="-X github.com/prometheus/common/version.Version=%s" VERSION_ARGS=(--version) ;;
   *) echo "unknown tool $TOOL (helm or promtool)" >&2; exit 2 ;;
 esac
 DIR="$ROOT/hack/tools/$TOOL"
@@ -70,5 +70,5 @@ log "[2/2] compiling $TOOL"
 mv "$tmp/$TOOL" "$BIN/$TOOL"
 echo "$STAMP" > "$BIN/.stamp"
 log "built in $(( $(date +%s) - start ))s: $(du -sh "$BIN/$TOOL" | cut -f1)"
-"$BIN/$TOOL" version >&2 || true
+"$BIN/$TOOL" "${VERSION_ARGS[@]}" >&2
 echo "$BIN/$TOOL"
