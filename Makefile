@@ -6,14 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv controlplane tools test test-unit run lint lock crd bench chaos clean
+.PHONY: help venv controlplane tools test test-unit run lint lock crd chart-files bench chaos clean
 
 help:
 	@echo "make run    - local control plane + DataWorks emulator + the operator, examples applied (Ctrl-C stops)"
 	@echo "make test   - full test suite against a real kube-apiserver/etcd and the emulator"
 	@echo "make lint   - ruff check, ruff format --check, mypy --strict (CI runs it beside make test)"
 	@echo "make lock   - rewrite requirements.lock (the image's hash-pinned runtime dependencies) after a pyproject edit"
-	@echo "make crd    - regenerate deploy/crds from the pydantic models"
+	@echo "make crd    - regenerate deploy/crds from the pydantic models (and the chart's copies: make chart-files)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
@@ -54,6 +54,14 @@ lock: venv
 
 crd: venv
 	@$(VENV)/bin/disync-operator crd > deploy/crds/disyncinstances.yaml
+	@$(MAKE) -s chart-files
+
+# The Helm chart can read only files inside it: copies of the CRD, the alerts and the dashboard (a test compares them).
+CHART := deploy/helm/disync-operator
+chart-files:
+	@cp deploy/crds/disyncinstances.yaml $(CHART)/files/disyncinstances.yaml
+	@cp deploy/monitoring/prometheusrule.yaml $(CHART)/files/prometheusrule.yaml
+	@cp deploy/monitoring/dashboard.json $(CHART)/files/dashboard.json
 
 # The operator under measurement runs from a virtualenv with its runtime dependencies only, as in the image.
 RUNTIME_VENV := .venv-runtime

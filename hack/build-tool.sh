@@ -22,11 +22,20 @@ case $TOOL in
   *) echo "unknown tool $TOOL (helm or promtool)" >&2; exit 2 ;;
 esac
 DIR="$ROOT/hack/tools/$TOOL"
-VERSION=$(awk -v m="$MODULE" '$1 == m {print $2; exit}' "$DIR/go.mod")
+modver() { awk -v m="$1" '$1 == m {print $2; exit}' "$DIR/go.mod"; }
+VERSION=$(modver "$MODULE")
 [[ -n $VERSION ]] || { echo "cannot read the pinned $MODULE version from $DIR/go.mod" >&2; exit 1; }
+# shellcheck disable=SC2059  # the format is ours
+LDFLAGS="-s -w $(printf -- "$VERSION_FLAG" "$VERSION")"
+if [[ $TOOL == helm ]]; then
+  # The Kubernetes version `helm template` and `helm lint` assume without a cluster: its client-go's, as helm's own
+  # release build sets it (left unset, it is 1.20).
+  client_minor=$(modver k8s.io/client-go | cut -d. -f2)
+  LDFLAGS+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$client_minor"
+fi
 CACHE_ROOT=${DISYNC_CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/disync-operator}
 BIN="$CACHE_ROOT/$TOOL-$VERSION"
-STAMP="$TOOL=$VERSION go.sum=$(sha256sum < "$DIR/go.sum" | cut -c1-16)"
+STAMP="$TOOL=$VERSION go.sum=$(sha256sum < "$DIR/go.sum" | cut -c1-16) ldflags=$(sha256sum <<< "$LDFLAGS" | cut -c1-16)"
 
 log() { echo "[$TOOL] $*" >&2; }
 
@@ -64,9 +73,8 @@ log "first build of $TOOL $VERSION into $BIN; later runs reuse the cache"
 log "[1/2] downloading Go modules"
 ( cd "$DIR" && go mod download ) & progress "downloading $TOOL's modules" $!
 log "[2/2] compiling $TOOL"
-# shellcheck disable=SC2059  # the format is ours
-( cd "$DIR" && go build -p "$PARALLEL" -trimpath -ldflags "-s -w $(printf -- "$VERSION_FLAG" "$VERSION")" \
-    -o "$tmp/$TOOL" "$PACKAGE" ) & progress "compiling $TOOL" $!
+( cd "$DIR" && go build -p "$PARALLEL" -trimpath -ldflags "$LDFLAGS" -o "$tmp/$TOOL" "$PACKAGE" ) &
+progress "compiling $TOOL" $!
 mv "$tmp/$TOOL" "$BIN/$TOOL"
 echo "$STAMP" > "$BIN/.stamp"
 log "built in $(( $(date +%s) - start ))s: $(du -sh "$BIN/$TOOL" | cut -f1)"
