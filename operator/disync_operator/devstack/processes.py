@@ -182,10 +182,6 @@ class OperatorProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
     def kill(self) -> None:
         """SIGKILL: no cleanup, no final patches: what a node failure or OOM kill looks like."""
         if self._proc is not None and self._proc.poll() is None:
