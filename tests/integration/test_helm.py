@@ -4,7 +4,8 @@ module) against a real API server.
 - one source of truth: with values that mirror them, the chart renders the very objects `kubectl kustomize` renders
   for deploy/, deploy/namespaced/ and deploy/monitoring/ (Helm's own labels, the CRD's keep annotation and the
   ConfigMap's name aside), and its files/ are copies of deploy/'s;
-- `helm lint --strict`, and `helm template` applied with a server-side dry run;
+- `helm lint --strict`, and `helm template` applied with a server-side dry run; the ServiceMonitor, PrometheusRule and
+  dashboard too, against the Prometheus Operator's published CRDs;
 - `helm install`, `upgrade` and `uninstall`, with the operator run (no kubelet here: as a local process) as the chart's
   ServiceAccount with the chart's settings, leading and reconciling a resource to Ready.
 
@@ -15,6 +16,7 @@ one's fixtures apply differently.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from collections.abc import Callable, Iterator
@@ -218,6 +220,51 @@ def test_template_passes_a_server_side_dry_run(
     assert len(out.strip().splitlines()) == len(docs), out
     # Nothing was created.
     assert admin_kubectl.run("get", "deployment", RELEASE, "-n", namespace, check=False).returncode != 0
+
+
+@pytest.fixture(scope="module")
+def monitoring_crds(admin_kubectl: Kubectl) -> None:
+    """The Prometheus Operator's published ServiceMonitor and PrometheusRule CRDs (from its Go module, pinned in
+    hack/tools/monitoring-crds), installed so that the API server validates those objects against their schema."""
+    module = "github.com/prometheus-operator/prometheus-operator"
+    env = {**os.environ, "GOFLAGS": "-mod=readonly", "GOWORK": "off", "GOTOOLCHAIN": "local"}
+    result = subprocess.run(
+        ["go", "mod", "download", "-json", module],
+        cwd=REPO / "hack" / "tools" / "monitoring-crds",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    crds = Path(json.loads(result.stdout)["Dir"]) / "example" / "prometheus-operator-crd"
+    for plural in ("servicemonitors", "prometheusrules"):
+        admin_kubectl("apply", "--server-side", "-f", str(crds / f"monitoring.coreos.com_{plural}.yaml"))
+        admin_kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{plural}.monitoring.coreos.com")
+
+
+@pytest.mark.cluster
+def test_monitoring_objects_pass_their_published_schema(
+    helm: Path, local_kubectl: Kubectl, admin_kubectl: Kubectl, monitoring_crds: None, namespace: str
+) -> None:
+    def dry_run(docs: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+        for doc in docs:
+            doc["metadata"]["namespace"] = namespace
+        items = json.dumps({"kind": "List", "apiVersion": "v1", "items": docs})
+        return admin_kubectl.run("apply", "--server-side", "--dry-run=server", "-f", "-", input=items, check=False)
+
+    plain = {(d["kind"], d["metadata"]["name"]) for d in template(helm)}
+    chart = [d for d in template(helm, *MONITORING_VALUES) if (d["kind"], d["metadata"]["name"]) not in plain]
+    assert sorted(d["kind"] for d in chart) == ["ConfigMap", "PrometheusRule", "ServiceMonitor"]
+    for docs in (chart, kustomize(local_kubectl, DEPLOY / "monitoring")):
+        result = dry_run(docs)
+        assert result.returncode == 0, result.stderr
+    # The schema is really checked: a malformed duration is refused.
+    broken = [d for d in kustomize(local_kubectl, DEPLOY / "monitoring") if d["kind"] == "PrometheusRule"]
+    broken[0]["spec"]["groups"][0]["rules"][0]["for"] = "five minutes"
+    refused = dry_run(broken)
+    assert refused.returncode != 0
+    assert "spec.groups[0].rules[0].for" in refused.stderr
 
 
 @pytest.fixture
