@@ -12,6 +12,7 @@ help:
 	@echo "make run    - local control plane + DataWorks emulator + the operator, examples applied (Ctrl-C stops)"
 	@echo "make test   - full test suite against a real kube-apiserver/etcd and the emulator"
 	@echo "make lint   - ruff check, ruff format --check, mypy --strict (CI runs it beside make test)"
+	@echo "make tools  - build (or find cached) helm and promtool for the chart and alert checks"
 	@echo "make lock   - rewrite requirements.lock (the image's hash-pinned runtime dependencies) after a pyproject edit"
 	@echo "make crd    - regenerate deploy/crds from the pydantic models (and the chart's copies: make chart-files)"
 
