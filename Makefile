@@ -6,13 +6,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv controlplane test test-unit run lint crd bench chaos clean
+.PHONY: help venv controlplane tools test test-unit run lint lock crd chart-files bench chaos clean
 
 help:
 	@echo "make run    - local control plane + DataWorks emulator + the operator, examples applied (Ctrl-C stops)"
 	@echo "make test   - full test suite against a real kube-apiserver/etcd and the emulator"
-	@echo "make lint   - ruff + mypy"
-	@echo "make crd    - regenerate deploy/crds from the pydantic models"
+	@echo "make lint   - ruff check, ruff format --check, mypy --strict (CI runs it beside make test)"
+	@echo "make tools  - build (or find cached) helm and promtool for the chart and alert checks"
+	@echo "make lock   - rewrite requirements.lock (the image's hash-pinned runtime dependencies) after a pyproject edit"
+	@echo "make crd    - regenerate deploy/crds from the pydantic models (and the chart's copies: make chart-files)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
@@ -27,8 +29,13 @@ venv: $(STAMP)
 controlplane:
 	@bash hack/build-controlplane.sh >/dev/null
 
+# helm and promtool, for the chart and alerting checks: built from pinned Go modules, cached like the control plane.
+tools:
+	@bash hack/build-tool.sh helm >/dev/null
+	@bash hack/build-tool.sh promtool >/dev/null
+
 # pytest exits 5 when it collects nothing; that must fail the run rather than pass silently.
-test: venv controlplane
+test: venv controlplane tools
 	@$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
 
@@ -39,11 +46,23 @@ run: venv
 	@$(VENV)/bin/disync-operator dev $(RUN_ARGS)
 
 lint: venv
-	@$(VENV)/bin/ruff check operator tests bench
-	@$(VENV)/bin/mypy
+	@$(VENV)/bin/ruff check operator tests bench hack
+	@$(VENV)/bin/ruff format --check operator tests bench hack
+	@$(VENV)/bin/mypy --strict
+
+lock: venv
+	@bash hack/lock.sh
 
 crd: venv
 	@$(VENV)/bin/disync-operator crd > deploy/crds/disyncinstances.yaml
+	@$(MAKE) -s chart-files
+
+# The Helm chart can read only files inside it: copies of the CRD, the alerts and the dashboard (a test compares them).
+CHART := deploy/helm/disync-operator
+chart-files:
+	@cp deploy/crds/disyncinstances.yaml $(CHART)/files/disyncinstances.yaml
+	@cp deploy/monitoring/prometheusrule.yaml $(CHART)/files/prometheusrule.yaml
+	@cp deploy/monitoring/dashboard.json $(CHART)/files/dashboard.json
 
 # The operator under measurement runs from a virtualenv with its runtime dependencies only, as in the image.
 RUNTIME_VENV := .venv-runtime

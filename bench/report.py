@@ -217,7 +217,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {last} ({p['event_reconciles']:,} reconciles) | {p['idle_seconds']:.2f} s |",
                 "",
                 "Times from the new process's spawn. *Every CR reconciled*: when the operator's "
-                '`disync_reconciles_total{source="event"}` reached N (polled every 0.25 s). *Idle*: the last '
+                '`disync_reconcile_total{source="event"}` reached N (polled every 0.25 s). *Idle*: the last '
                 f"DataWorks request, CR change or reconcile, confirmed by {p['quiet_window_seconds']:g} s without a "
                 "request, a CR change, a reconcile or an operator log line (the quiet window itself is not counted). "
                 f"The old operator's graceful stop took {p['old_operator_stop_seconds']:.1f} s.",

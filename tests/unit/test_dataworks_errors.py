@@ -12,8 +12,10 @@ import pytest
 from disync_operator.dataworks import (
     AccessDeniedError,
     AuthenticationError,
+    CallOutcome,
     ClientOptions,
     ClockSkewError,
+    CredentialsError,
     DataWorksClient,
     DataWorksError,
     GetDISyncInstanceInfoRequest,
@@ -30,6 +32,8 @@ from disync_operator.dataworks import (
     TerminateDISyncInstanceRequest,
     ThrottlingError,
     TransportError,
+    UnknownOutcomeError,
+    call_outcome,
 )
 
 INFO = GetDISyncInstanceInfoRequest(project_id=10000, task_type="DI_REALTIME", file_id=100)
@@ -429,10 +433,38 @@ async def test_on_call_hook_reports_outcomes() -> None:
             await client.start_instance(START)
     assert [(a, o) for a, o, _ in calls] == [
         ("GetDISyncInstanceInfo", "success"),
-        ("GetDISyncInstanceInfo", "ThrottlingError"),
-        ("StartDISyncInstance", "OperationFailedError"),
+        ("GetDISyncInstanceInfo", "throttled"),
+        ("StartDISyncInstance", "failed"),
     ]
     assert all(seconds >= 0 for _, _, seconds in calls)
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (ThrottlingError("x", code="Throttling.User"), "throttled"),
+        (ServerError("x", http_status=503), "server_error"),
+        (TransportError("x", code="ReadTimeout"), "timeout"),
+        (TransportError("x", code="ConnectTimeout", request_may_have_been_sent=False), "timeout"),
+        (TransportError("x", code="CallTimeout"), "timeout"),
+        (TransportError("x", code="ConnectError", request_may_have_been_sent=False), "network_error"),
+        (TransportError("x", code="RemoteProtocolError"), "network_error"),
+        (MalformedResponseError("x", code="ResponseTooLarge"), "bad_response"),
+        (UnknownOutcomeError("x", code="UnknownOutcome"), "unknown_outcome"),
+        (ClockSkewError("x", code="InvalidTimeStamp.Expired"), "clock_skew"),
+        (InvalidParameterError("x", code="Invalid.Param"), "rejected"),
+        (NonceReusedError("x", code="SignatureNonceUsed"), "rejected"),
+        (AccessDeniedError("x", code="Forbidden.RAM"), "access_denied"),
+        (AuthenticationError("x", code="SignatureDoesNotMatch"), "auth_failed"),
+        (CredentialsError("x"), "credentials"),
+        (OperationFailedError("x"), "failed"),
+        (RuntimeError("a bug"), "other"),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else v,
+)
+def test_outcome_labels_are_a_fixed_set(error: BaseException, outcome: str) -> None:
+    assert call_outcome(error) == outcome
+    assert outcome in {o.value for o in CallOutcome}
 
 
 async def test_broken_hook_does_not_break_calls(caplog: pytest.LogCaptureFixture) -> None:

@@ -118,7 +118,7 @@ async def test_on_call_reports_the_unknown_outcome() -> None:
         await call(
             "start_instance", StartDISyncInstanceRequest, answer("RUNNING"), on_call=lambda a, o, s: outcomes.append(o)
         )
-    assert outcomes == ["UnknownOutcomeError"]
+    assert outcomes == ["unknown_outcome"]
 
 
 @pytest.mark.parametrize("status", ["RUNNING", "", "RUN", "KILLING"])

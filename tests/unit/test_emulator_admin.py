@@ -245,9 +245,9 @@ def test_config_validation(data: dict[str, Any], fragment: str) -> None:
         EmulatorConfig.model_validate(data)
 
 
-def test_demo_file_is_package_data() -> None:
+def test_demo_file_is_the_emulators() -> None:
     from importlib import resources
 
-    text = resources.files("disync_operator").joinpath("data", "demo-emulator.yaml").read_text()
+    text = resources.files("disync_operator.emulator").joinpath("demo-emulator.yaml").read_text()
     assert "LTAIdemoAccessKeyId" in text
     assert EmulatorConfig.from_yaml_text(text) == demo_config()

@@ -13,6 +13,8 @@ from disync_operator.controller import policy
 from disync_operator.controller.credentials import OPERATOR_DEFAULT, ResolvedCredentials, resolve
 from disync_operator.controller.runtime.process import Runtime
 
+_REASONS = frozenset(reason.value for reason in policy.Reason)
+
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
@@ -109,7 +111,12 @@ class ObjectContext:
         self.wrote(updated)
         self.status, _ = parse_status(updated)
         ready = self.status.condition(policy.READY)
-        self.rt.metrics.set_ready(object_key(self.body), ready.status if ready else "Unknown")
+        if ready is None:
+            self.rt.metrics.set_ready(object_key(self.body), "Unknown")
+        else:
+            # Only the operator's own reasons become label values: a hand-edited status can't add series.
+            reason = ready.reason if ready.reason in _REASONS else "Other"
+            self.rt.metrics.set_ready(object_key(self.body), ready.status, reason)
 
     async def patch_metadata(
         self, *, finalizers: list[str] | None = None, annotations: dict[str, str] | None = None

@@ -69,7 +69,7 @@ def run(settings: OperatorSettings) -> None:
     configure_logging(settings)
     runtime = Runtime(settings)
     if settings.metrics_port:
-        runtime.metrics.serve(settings.metrics_port)
+        runtime.metrics.serve(settings.metrics_port, str(settings.metrics_bind_address))
     registry = kopf.OperatorRegistry()
     register(registry)
     logging.getLogger("disync_operator").info(

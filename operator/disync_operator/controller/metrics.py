@@ -1,16 +1,132 @@
-"""Prometheus metrics: DataWorks calls by action and outcome, latency, retries, CRs by Ready state."""
+"""Prometheus metrics, in the names and units controller-runtime made familiar, under the `disync_` prefix.
+
+Every series (the list, with labels and their values, is in the README under "Metrics"; tests/integration/
+test_observability.py lints a live operator's /metrics with promtool and checks the shipped dashboard and alerts use
+only these names):
+
+- process_* and python_* (the client library's process, platform and garbage-collector collectors);
+- disync_reconcile_total{controller,source,result}, disync_reconcile_errors_total{controller},
+  disync_reconcile_time_seconds{controller}: every reconcile, by what brought it and how it ended;
+- disync_workqueue_{depth,adds_total,queue_duration_seconds,work_duration_seconds,retries_total}{name};
+- disync_dataworks_calls_total{action,outcome}, disync_dataworks_call_duration_seconds{action}: outcome is one of
+  `CallOutcome`'s fixed values, never an exception's class name (a rename must not break a dashboard);
+- disync_start_retries_total{reason}, disync_instances{ready,reason}, disync_observe_period_seconds;
+- leader_election_master_status{name}.
+
+Label values all come from fixed sets (actions, outcomes, reasons, sources, results): no object names, so the number of
+series does not grow with the number of CRs.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
+
+if TYPE_CHECKING:
+    from disync_operator.controller.runtime.workqueue import WorkQueue
+
+CONTROLLER = "disyncinstance"  # the `controller` label of the reconcile series, the `name` label of the queue's
+
+# Seconds. Reconciles are mostly a DataWorks call and a status write (tens of ms), but wait on the client-side rate
+# limit and on retried calls; a queued object may wait behind thousands at the QPS limit (bench P2: minutes).
+RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+QUEUE_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600)
+
+
+class ReconcileResult(StrEnum):
+    """The `result` label of disync_reconcile_total: controller-runtime's values and meanings."""
+
+    SUCCESS = "success"  # done; nothing to look at until something changes
+    ERROR = "error"  # failed (the API server refused or was unreachable, or a bug); retried with backoff
+    REQUEUE = "requeue"  # the object changed under the reconcile; looked at again at once
+    REQUEUE_AFTER = "requeue_after"  # done for now, to be looked at again at a set time (backoff, a lease, a wait)
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        # A private registry has no collectors of its own: the process's CPU, memory and file descriptors, the Python
+        # version and garbage collections are what a user graphs first.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+
+        # -- reconciles ---------------------------------------------------------------------------------------
+        self.reconciles = Counter(
+            "disync_reconcile",
+            "Reconciles by what brought the object (event, requeue, sweep, observe, deleted) and how they ended "
+            "(success, error, requeue, requeue_after)",
+            ["controller", "source", "result"],
+            registry=self.registry,
+        )
+        self.reconcile_errors = Counter(
+            "disync_reconcile_errors", "Reconciles that ended in an error", ["controller"], registry=self.registry
+        )
+        self.reconcile_time = Histogram(
+            "disync_reconcile_time_seconds",
+            "How long each reconcile took",
+            ["controller"],
+            buckets=RECONCILE_BUCKETS,
+            registry=self.registry,
+        )
+        self.reconcile_errors.labels(CONTROLLER)
+        self.reconcile_time.labels(CONTROLLER)
+
+        # -- the work queue -----------------------------------------------------------------------------------
+        self.workqueue_depth = Gauge(
+            "disync_workqueue_depth",
+            "Objects waiting in the work queue for a reconcile",
+            ["name"],
+            registry=self.registry,
+        )
+        self.queued = self.workqueue_depth.labels(CONTROLLER)
+        self.workqueue_adds = Counter(
+            "disync_workqueue_adds",
+            "Objects added to the work queue (not counting ones already waiting)",
+            ["name"],
+            registry=self.registry,
+        )
+        self.workqueue_queue_duration = Histogram(
+            "disync_workqueue_queue_duration_seconds",
+            "How long an object waited in the work queue before a worker took it",
+            ["name"],
+            buckets=QUEUE_BUCKETS,
+            registry=self.registry,
+        )
+        self.workqueue_work_duration = Histogram(
+            "disync_workqueue_work_duration_seconds",
+            "How long a worker spent on an object",
+            ["name"],
+            buckets=RECONCILE_BUCKETS,
+            registry=self.registry,
+        )
+        self.workqueue_retries = Counter(
+            "disync_workqueue_retries",
+            "Objects put back in the queue after an error or a conflict (controller-runtime's rate-limited re-adds)",
+            ["name"],
+            registry=self.registry,
+        )
+        for family in (self.workqueue_adds, self.workqueue_queue_duration, self.workqueue_work_duration):
+            family.labels(CONTROLLER)
+        self.workqueue_retries.labels(CONTROLLER)
+
+        # -- DataWorks ----------------------------------------------------------------------------------------
         self.api_calls = Counter(
             "disync_dataworks_calls",
-            "DataWorks API calls by action and outcome",
+            "DataWorks API calls by action and outcome (success, throttled, server_error, timeout, network_error, "
+            "bad_response, unknown_outcome, clock_skew, rejected, access_denied, auth_failed, credentials, failed, "
+            "cancelled, other)",
             ["action", "outcome"],
             registry=self.registry,
         )
@@ -27,21 +143,14 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
-        self.reconciles = Counter(
-            "disync_reconciles",
-            "Reconciles by what brought them: a watch event, a requeue (backoff, lease), or the sweep",
-            ["source"],
-            registry=self.registry,
-        )
         self.observe_period = Gauge(
             "disync_observe_period_seconds",
             "How often each started task's live state is read: DISYNC_OBSERVE_INTERVAL, or the last pass's length if "
             "longer (about N / DISYNC_OBSERVE_QPS)",
             registry=self.registry,
         )
-        self.queued = Gauge(
-            "disync_workqueue_depth", "Objects waiting in the work queue for a reconcile", registry=self.registry
-        )
+
+        # -- leader election and the resources ----------------------------------------------------------------
         # controller-runtime's name, so dashboards made for Go operators work: 1 in the process that leads.
         self.leader = Gauge(
             "leader_election_master_status",
@@ -50,11 +159,38 @@ class Metrics:
             registry=self.registry,
         )
         self.instances = Gauge(
-            "disync_instances", "DISyncInstances by their Ready condition", ["ready"], registry=self.registry
+            "disync_instances",
+            "DISyncInstances by their Ready condition's status and reason (as this process last wrote or saw it)",
+            ["ready", "reason"],
+            registry=self.registry,
         )
-        for state in ("True", "False", "Unknown"):
-            self.instances.labels(state)  # every state is exported (as 0) from the start
-        self._ready: dict[str, str] = {}
+        self._ready: dict[str, tuple[str, str]] = {}
+
+    # -- the work queue's observer (runtime/workqueue.py) --------------------------------------------------------
+
+    def follow(self, queue: WorkQueue) -> None:
+        """Report this queue's depth, adds and timings."""
+        self.queued.set_function(lambda: len(queue))
+        queue.observer = self
+
+    def added(self) -> None:
+        self.workqueue_adds.labels(CONTROLLER).inc()
+
+    def taken(self, waited: float) -> None:
+        self.workqueue_queue_duration.labels(CONTROLLER).observe(waited)
+
+    def worked(self, seconds: float) -> None:
+        self.workqueue_work_duration.labels(CONTROLLER).observe(seconds)
+
+    # -- reconciles -----------------------------------------------------------------------------------------------
+
+    def reconciled(self, source: str, result: ReconcileResult, seconds: float) -> None:
+        self.reconciles.labels(CONTROLLER, source, result.value).inc()
+        self.reconcile_time.labels(CONTROLLER).observe(seconds)
+        if result is ReconcileResult.ERROR:
+            self.reconcile_errors.labels(CONTROLLER).inc()
+        if result in (ReconcileResult.ERROR, ReconcileResult.REQUEUE):
+            self.workqueue_retries.labels(CONTROLLER).inc()
 
     def set_leading(self, leading: bool, name: str = "disync-operator") -> None:
         self.leader.labels(name).set(1 if leading else 0)
@@ -63,20 +199,21 @@ class Metrics:
         self.api_calls.labels(action, outcome).inc()
         self.api_latency.labels(action).observe(seconds)
 
-    def set_ready(self, key: str, ready: str | None) -> None:
-        """Track one CR's Ready status (None when it is gone) and refresh the per-state gauge."""
+    def set_ready(self, key: str, ready: str | None, reason: str = "") -> None:
+        """Track one CR's Ready status and reason (None when it is gone) and refresh the per-state gauge."""
         old = self._ready.pop(key, None)
-        if ready is not None:
-            self._ready[key] = ready
-        if old == ready:
+        new = (ready, reason) if ready is not None else None
+        if new is not None:
+            self._ready[key] = new
+        if old == new:
             return
         # Move one CR between two gauge values: recounting every CR here made each status write O(N), which at
         # 10,000 CRs cost more CPU than the write itself (bench P2).
         if old is not None:
-            self.instances.labels(old).dec()
-        if ready is not None:
-            self.instances.labels(ready).inc()
+            self.instances.labels(*old).dec()
+        if new is not None:
+            self.instances.labels(*new).inc()
 
-    def serve(self, port: int) -> None:
+    def serve(self, port: int, address: str = "0.0.0.0") -> None:
         # prometheus_client serves from its own daemon thread, off kopf's event loop.
-        start_http_server(port, registry=self.registry)
+        start_http_server(port, addr=address, registry=self.registry)

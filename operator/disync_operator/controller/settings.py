@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, IPvAnyAddress, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from disync_operator.dataworks import resolve_endpoint
@@ -67,7 +68,9 @@ class OperatorSettings(BaseSettings):
     leader_retry_period: float = Field(default=2.0, gt=0)
     # How often a token file (the pod's ServiceAccount token, a kubeconfig's tokenFile) is re-read for rotation.
     token_reread_seconds: float = Field(default=10.0, gt=0)
+    # Prometheus metrics on this port (0 = not served), bound to this address: 127.0.0.1 keeps them inside the pod.
     metrics_port: int = Field(default=9090, ge=0, le=65535)
+    metrics_bind_address: IPvAnyAddress = Field(default=IPv4Address("0.0.0.0"))
     log_format: Literal["json", "plain"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Reconciles in flight at once (the rest wait in the work queue, a trimmed body each); enough to keep the

@@ -5,8 +5,11 @@ The work queue (runtime/workqueue.py) guarantees no other reconcile of the objec
 
 from __future__ import annotations
 
+import time
+
 from disync_operator.controller.context import Logger, object_key
 from disync_operator.controller.credentials import CredentialsUnavailable
+from disync_operator.controller.metrics import ReconcileResult
 from disync_operator.controller.reconciler import Reconciler
 from disync_operator.controller.runtime.kube import Conflict, KubeError
 from disync_operator.controller.runtime.process import Runtime
@@ -16,19 +19,28 @@ from disync_operator.controller.runtime.workqueue import Source, Work
 async def reconcile(rt: Runtime, work: Work, logger: Logger) -> None:
     """Reconcile one queued object (the work queue guarantees no other reconcile of it runs meanwhile), and arrange
     the next look if it has to wait. Never raises: one object's surprise can't stop the workers."""
+    started = time.monotonic()
+    result = ReconcileResult.ERROR  # unless it says otherwise (a cancellation counts as one)
+    try:
+        result = await _reconcile(rt, work, logger)
+    finally:
+        rt.metrics.reconciled(work.source.value, result, time.monotonic() - started)
+
+
+async def _reconcile(rt: Runtime, work: Work, logger: Logger) -> ReconcileResult:
     uid = (work.body.get("metadata") or {}).get("uid") or ""
-    rt.metrics.reconciles.labels(work.source.value).inc()
     reconciler = Reconciler(rt, work.body, logger)
     reconciler.sweep_visit = work.source is Source.OBSERVE
     if work.source is Source.DELETED:
         reconciler.deleted(rt.forget(uid))
         rt.metrics.set_ready(object_key(work.body), None)
-        return
+        return ReconcileResult.SUCCESS
     # The sweep's live-state visit starts nothing, except a terminal failure's retry once its credentials changed;
     # everything else that brings an object starts what needs starting.
     status, generation = reconciler.status, reconciler.generation
     starts = work.source is not Source.OBSERVE or status.failed_generation == generation
     settled = False
+    result = ReconcileResult.ERROR
     try:
         if reconciler.deleting:
             delay = await reconciler.finalize()
@@ -37,14 +49,18 @@ async def reconcile(rt: Runtime, work: Work, logger: Logger) -> None:
             if work.observe:
                 await reconciler.follow()
         settled = True
+        result = ReconcileResult.SUCCESS if delay is None else ReconcileResult.REQUEUE_AFTER
     except Conflict:
         # The object changed since this body was read; its newer version is on its way as an event and will be
         # reconciled then. The requeue is the safety net should that event be lost.
         delay = 1.0
+        result = ReconcileResult.REQUEUE
     except KubeError as error:
         # Gone (404): its DELETED event ends its handling; anything else is worth another look.
         delay = None if error.status == 404 else rt.backoff.recheck
-        if delay is not None:
+        if delay is None:
+            result = ReconcileResult.SUCCESS
+        else:
             logger.warning("reconcile failed, retrying in %.0fs: %s", delay, error)
     except CredentialsUnavailable as error:
         delay = rt.backoff.recheck
@@ -59,3 +75,4 @@ async def reconcile(rt: Runtime, work: Work, logger: Logger) -> None:
         rt.requeue.schedule(uid, reconciler.latest or work.body, delay)
     elif starts:
         rt.requeue.cancel(uid)
+    return result

@@ -34,6 +34,7 @@ from ._endpoints import REGION_ENDPOINTS, UnknownRegionError, allowed_regions, r
 from ._errors import (
     AccessDeniedError,
     AuthenticationError,
+    CallOutcome,
     ClockSkewError,
     CredentialsError,
     DataWorksError,
@@ -47,6 +48,7 @@ from ._errors import (
     ThrottlingError,
     TransportError,
     UnknownOutcomeError,
+    call_outcome,
 )
 from ._models import (
     AccessDeniedDetail,
@@ -74,6 +76,7 @@ __all__ = [
     "ActionResponse",
     "AuthenticationError",
     "CallBudget",
+    "CallOutcome",
     "ClientOptions",
     "ClockSkewError",
     "Credentials",
@@ -107,6 +110,7 @@ __all__ = [
     "UnknownOutcomeError",
     "UnknownRegionError",
     "allowed_regions",
+    "call_outcome",
     "credential_problem",
     "default_credentials_provider",
     "resolve_endpoint",

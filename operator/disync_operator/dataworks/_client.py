@@ -30,6 +30,7 @@ from .. import __version__
 from ._body import ACCEPT_ENCODING, read_limited
 from ._credentials import Credentials, CredentialsProvider, credentials_problem
 from ._errors import (
+    CallOutcome,
     CredentialsError,
     DataWorksError,
     MalformedResponseError,
@@ -37,6 +38,7 @@ from ._errors import (
     TerminalError,
     TransportError,
     UnknownOutcomeError,
+    call_outcome,
     classify_error,
     sanitize_snippet,
 )
@@ -72,7 +74,7 @@ class ClientOptions(BaseModel):
 
     ``qps`` and ``max_concurrency`` are shared by all calls of the client (i.e. of one endpoint), which is what
     DataWorks' per-account API throttling cares about. ``on_call(action, outcome, seconds)`` is invoked after
-    every call with outcome ``"success"`` or the error class name, for metrics; ``seconds`` is the HTTP round
+    every call with its ``CallOutcome`` (a fixed set of strings), for metrics; ``seconds`` is the HTTP round
     trip (local queueing for the rate limit and concurrency cap excluded).
 
     ``connect_timeout`` and ``read_timeout`` bound each network step (``read_timeout`` each single read), so a
@@ -362,7 +364,7 @@ class DataWorksClient:
         before_send: BeforeSend | None = None,
     ) -> _R:
         action = req.action
-        outcome = "success"
+        outcome: str = CallOutcome.SUCCESS
         elapsed = 0.0
         called = True
         try:
@@ -381,14 +383,14 @@ class DataWorksClient:
             log.debug("DataWorks %s -> HTTP %s, RequestId %s, %.3fs", action, status, result.request_id, elapsed)
             return result
         except asyncio.CancelledError:
-            outcome = "cancelled"
+            outcome = CallOutcome.CANCELLED
             raise
         except DataWorksError as exc:
-            outcome = type(exc).__name__
+            outcome = call_outcome(exc)
             log.debug("DataWorks %s failed: %s", action, exc)
             raise
         except BaseException as exc:
-            outcome = type(exc).__name__
+            outcome = call_outcome(exc)
             raise
         finally:
             if called:

@@ -11,6 +11,7 @@ request id and short, sanitised body snippets of DataWorks responses (which neve
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -267,3 +268,46 @@ def classify_error(
         action=action,
         access_denied_detail=body.access_denied_detail,
     )
+
+
+class CallOutcome(StrEnum):
+    """How one call ended, for metrics: a small fixed set (the README lists it) rather than exception class names,
+    so renaming a class can't break a dashboard or an alert."""
+
+    SUCCESS = "success"
+    THROTTLED = "throttled"  # ThrottlingError: HTTP 429 or a Throttling* code
+    SERVER_ERROR = "server_error"  # ServerError: 5xx, InternalError*, ServiceUnavailable
+    TIMEOUT = "timeout"  # TransportError from a timeout (connect, read, pool, or the whole call's deadline)
+    NETWORK_ERROR = "network_error"  # TransportError otherwise: refused, reset, protocol errors
+    BAD_RESPONSE = "bad_response"  # MalformedResponseError: not an API response, or larger than allowed
+    UNKNOWN_OUTCOME = "unknown_outcome"  # UnknownOutcomeError: success, but Data.Status is neither success nor fail
+    CLOCK_SKEW = "clock_skew"  # ClockSkewError: the server rejected our clock
+    REJECTED = "rejected"  # InvalidParameterError, NonceReusedError: the request was refused as written
+    ACCESS_DENIED = "access_denied"  # AccessDeniedError: the RAM identity lacks permission
+    AUTH_FAILED = "auth_failed"  # AuthenticationError: wrong or disabled keys
+    CREDENTIALS = "credentials"  # CredentialsError: no usable credentials (before or instead of the call)
+    FAILED = "failed"  # OperationFailedError: HTTP 200, but the operation reported failure
+    CANCELLED = "cancelled"  # the caller gave up (shutdown)
+    OTHER = "other"  # anything else: a bug
+
+
+_OUTCOMES: tuple[tuple[type[BaseException], CallOutcome], ...] = (
+    (ThrottlingError, CallOutcome.THROTTLED),
+    (ServerError, CallOutcome.SERVER_ERROR),
+    (MalformedResponseError, CallOutcome.BAD_RESPONSE),
+    (UnknownOutcomeError, CallOutcome.UNKNOWN_OUTCOME),
+    (ClockSkewError, CallOutcome.CLOCK_SKEW),
+    (InvalidParameterError, CallOutcome.REJECTED),
+    (NonceReusedError, CallOutcome.REJECTED),
+    (AccessDeniedError, CallOutcome.ACCESS_DENIED),
+    (AuthenticationError, CallOutcome.AUTH_FAILED),
+    (CredentialsError, CallOutcome.CREDENTIALS),
+    (OperationFailedError, CallOutcome.FAILED),
+)
+
+
+def call_outcome(error: BaseException) -> CallOutcome:
+    """The outcome label of a call that raised `error`."""
+    if isinstance(error, TransportError):
+        return CallOutcome.TIMEOUT if "Timeout" in (error.code or "") else CallOutcome.NETWORK_ERROR
+    return next((outcome for cls, outcome in _OUTCOMES if isinstance(error, cls)), CallOutcome.OTHER)

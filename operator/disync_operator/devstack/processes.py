@@ -119,6 +119,8 @@ class OperatorProcess:
     stream: bool = False  # True: logs go to our own stdout (the dev stack), not to a file
     python: str | None = None  # the interpreter to run it with (bench/: a runtime-only virtualenv); default ours
     wrapper: list[str] = field(default_factory=list)  # a command the operator runs under (e.g. `unshare ...`)
+    # The whole command instead of `<python> -m disync_operator run`, e.g. an install's `disync-operator run` script.
+    command: list[str] | None = None
     liveness_port: int = field(init=False, default=0)
     metrics_port: int = field(init=False, default=0)
     _proc: subprocess.Popen[bytes] | None = field(init=False, default=None)
@@ -146,7 +148,7 @@ class OperatorProcess:
         with self.log_path.open("ab") as log:
             output = None if self.stream else log
             self._proc = subprocess.Popen(
-                [*self.wrapper, *_python_module("run", python=self.python)],
+                [*self.wrapper, *(self.command or _python_module("run", python=self.python))],
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 env=env,

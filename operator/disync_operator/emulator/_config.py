@@ -203,7 +203,7 @@ class EmulatorConfig(_Strict):
 
 
 def demo_config_text() -> str:
-    return resources.files("disync_operator").joinpath("data", _DEMO_RESOURCE).read_text(encoding="utf-8")
+    return resources.files("disync_operator.emulator").joinpath(_DEMO_RESOURCE).read_text(encoding="utf-8")
 
 
 def demo_config() -> EmulatorConfig:

@@ -72,7 +72,7 @@ class Runtime:
         self.me = self.me or instance_identity(self.settings)
         self.identity.reread_seconds = self.settings.token_reread_seconds
         self.events = EventRecorder(self.me)
-        self.metrics.queued.set_function(lambda: len(self.work))
+        self.metrics.follow(self.work)
         s = self.settings
         self.owners = TaskOwners(s.region)
         self.backoff = Backoff(base=s.backoff_base, factor=s.backoff_factor, cap=s.backoff_cap)

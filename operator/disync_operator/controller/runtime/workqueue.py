@@ -25,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,28 @@ class _Waiting:
     packed: bytes
     source: Source
     observe: bool
+    since: float  # when the object began to wait (monotonic); a newer body keeps its place and this
+
+
+class QueueObserver(Protocol):
+    """What the queue reports (controller/metrics.py): client-go's work-queue metrics."""
+
+    def added(self) -> None: ...  # an object began to wait (one already waiting is not counted again)
+
+    def taken(self, waited: float) -> None: ...  # a worker took an object after it waited this long
+
+    def worked(self, seconds: float) -> None: ...  # a worker was done with an object after this long
+
+
+class _Unobserved:
+    def added(self) -> None:
+        pass
+
+    def taken(self, waited: float) -> None:
+        pass
+
+    def worked(self, seconds: float) -> None:
+        pass
 
 
 class WorkQueue:
@@ -97,6 +120,7 @@ class WorkQueue:
         self._closed = False  # drain(): no more reconciles from this process
         self._written: dict[str, tuple[str, bool]] = {}  # uid -> (resourceVersion of our last write, settled)
         self._done = asyncio.Condition()
+        self.observer: QueueObserver = _Unobserved()
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -121,8 +145,14 @@ class WorkQueue:
             observe = observe or known.observe
             if source is Source.OBSERVE:
                 source = known.source  # a live-state visit never takes the place of what else brought the object
+        if known is None:
+            self.observer.added()
         self._waiting[uid] = _Waiting(
-            version, json.dumps(trimmed(body), separators=(",", ":")).encode(), source, observe
+            version,
+            json.dumps(trimmed(body), separators=(",", ":")).encode(),
+            source,
+            observe,
+            known.since if known is not None else time.monotonic(),
         )
         if uid not in self._processing and (
             known is None or (known.source is Source.OBSERVE) != (source is Source.OBSERVE)
@@ -203,11 +233,14 @@ class WorkQueue:
             self._processing.add(uid)
             visit = entry.source is Source.OBSERVE
             self._observing += visit
+            taken = time.monotonic()
+            self.observer.taken(taken - entry.since)
             try:
                 await reconcile(Work(json.loads(entry.packed), entry.source, entry.observe))
             except Exception:
                 log.exception("reconcile of %s failed unexpectedly", uid)
             finally:
+                self.observer.worked(time.monotonic() - taken)
                 self._processing.discard(uid)
                 self._observing -= visit
                 again = self._waiting.get(uid)

@@ -1,0 +1,45 @@
+{{/* The name every object is called after: the release name, or "<release>-disync-operator" when it lacks the
+chart's name. */}}
+{{- define "disync.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels on every object: the same as deploy/'s, plus Helm's own. */}}
+{{- define "disync.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/part-of: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* The operator's pods, as the Deployment, the PodDisruptionBudget and the Service select them. */}}
+{{- define "disync.selector" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/component: controller
+{{- end -}}
+
+{{- define "disync.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+{{- end -}}
+
+{{/* The ConfigMap's data: every setting as DISYNC_<UPPER_SNAKE>, lists and maps as JSON. */}}
+{{- define "disync.config" -}}
+{{- range $key, $value := .Values.settings }}
+{{- if not (kindIs "invalid" $value) }}
+DISYNC_{{ $key | snakecase | upper }}: {{ if or (kindIs "slice" $value) (kindIs "map" $value) }}{{ toJson $value | quote }}{{ else }}{{ toString $value | quote }}{{ end }}
+{{- end }}
+{{- end }}
+{{- with .Values.watchNamespaces }}
+DISYNC_NAMESPACES: {{ toJson . | quote }}
+{{- end }}
+{{- end -}}
