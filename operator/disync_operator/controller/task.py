@@ -7,6 +7,7 @@ goes to. The reconciler hands it a spec and credentials and gets typed answers o
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -69,6 +70,10 @@ class DataWorksTask:
         # One budget for the process, whatever the region: DataWorks throttles per account. The endpoint clients
         # are as many as the allow-list has hosts at most, and each closes idle connections itself (httpx keep-alive).
         self._budget = CallBudget(settings.qps, settings.max_concurrency)
+        # How long after its intent is written a start may still leave: what the intent's lease leaves once the
+        # call's own deadline is taken off, less a margin (settings ensure the lease outlasts a call).
+        spare = settings.start_lease_seconds - settings.effective_call_timeout
+        self._send_window = spare - 1.0 if spare > 2.0 else spare / 2
         # Following live states takes at most this share, so starts and stops never wait behind a sweep.
         observe_qps = settings.effective_observe_qps
         self._observe_budget = TokenBucket(observe_qps) if observe_qps is not None else None
@@ -122,9 +127,10 @@ class DataWorksTask:
     async def start(
         self, spec: t.DISyncInstanceSpec, credentials: CredentialsProvider, *, write_intent: WriteIntent
     ) -> StartOutcome:
-        """StartDISyncInstance. `write_intent` runs once the rate limit and concurrency cap let the call go, just
-        before the request leaves (so the intent's time is the send time, and its lease covers the call's flight);
-        if it raises, nothing is sent and the error propagates."""
+        """StartDISyncInstance. `write_intent` runs once the rate limit lets the call go, before it takes one of
+        the concurrency cap's slots (so the intent's time is close to the send time); the call leaves within the
+        intent's lease minus its own deadline, or is not sent (a retryable error). If `write_intent` raises,
+        nothing is sent and the error propagates."""
         request = StartDISyncInstanceRequest(
             project_id=spec.project_id,
             task_type=ApiTaskType(spec.task_type.value),
@@ -133,8 +139,12 @@ class DataWorksTask:
         )
         written: list[t.StartIntent] = []
 
-        async def before_send() -> None:
+        async def before_send() -> float:
+            # The intent's lease must cover the wait for a concurrency slot and the whole call: the call must
+            # leave within the lease minus the call's deadline (with a margin), or not at all.
+            send_by = time.monotonic() + self._send_window
             written.append(await write_intent())
+            return send_by
 
         try:
             response = await self._client(spec).start_instance(

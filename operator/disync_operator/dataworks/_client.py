@@ -66,7 +66,8 @@ CallHook = Callable[[str, str, float], None]
 _R = TypeVar("_R", bound=ApiResponse)
 
 
-BeforeSend = Callable[[], Awaitable[None]]
+# Runs before a call is sent; returns the monotonic time by which the call must leave, or None for no limit.
+BeforeSend = Callable[[], Awaitable[float | None]]
 
 
 class ClientOptions(BaseModel):
@@ -333,9 +334,11 @@ class DataWorksClient:
         credentials: CredentialsProvider | None = None,
         before_send: BeforeSend | None = None,
     ) -> ActionResponse:
-        """Start the instance. ``before_send`` runs once the rate limit and concurrency cap let this call go, just
-        before the request leaves; if it raises, nothing is sent. The operator records its start intent there, so
-        the intent's timestamp is the send time, not the time the call was queued."""
+        """Start the instance. ``before_send`` runs once the rate limit lets this call go, before it takes a
+        concurrency slot; if it raises, nothing is sent. It returns the monotonic time by which the request must
+        leave (or None): if no slot frees up by then, nothing is sent (``TransportError`` ``SendWindowClosed``,
+        ``request_may_have_been_sent=False``). The operator records its start intent there, so the intent's
+        timestamp is close to the send time, and its lease covers the wait for a slot and the call."""
         return await self._call(req, ActionResponse, credentials, before_send)
 
     async def stop_instance(
@@ -369,16 +372,34 @@ class DataWorksClient:
         called = True
         try:
             creds = await self._resolve_credentials(credentials)
-            async with self._budget.slot():
-                if before_send is not None:
-                    called = False  # the caller called it off: not a DataWorks call, not in the metrics
-                    await before_send()
-                    called = True
-                started = time.monotonic()
-                try:
-                    status, headers, body = await self._send(action, req.to_query(), creds)
-                finally:
-                    elapsed = time.monotonic() - started
+            if before_send is None:
+                async with self._budget.slot():
+                    started = time.monotonic()
+                    try:
+                        status, headers, body = await self._send(action, req.to_query(), creds)
+                    finally:
+                        elapsed = time.monotonic() - started
+            else:
+                # The QPS limit first, then the caller's work (the operator's start intent: a Kubernetes write), and
+                # only then a concurrency slot: a slot held during that write would idle while the API server
+                # answers, and under load cap the starts per second below the QPS limit (bench VS).
+                await self._budget.token()
+                called = False  # the caller called it off: not a DataWorks call, not in the metrics
+                send_by = await before_send()
+                called = True
+                async with self._budget.cap(send_by) as free:
+                    if not free:
+                        raise TransportError(
+                            "not sent: no DataWorks call slot freed up in time (the concurrency cap stayed full)",
+                            code="SendWindowClosed",
+                            request_may_have_been_sent=False,
+                            action=action,
+                        )
+                    started = time.monotonic()
+                    try:
+                        status, headers, body = await self._send(action, req.to_query(), creds)
+                    finally:
+                        elapsed = time.monotonic() - started
             result = self._parse(action, response_cls, status, headers, body)
             log.debug("DataWorks %s -> HTTP %s, RequestId %s, %.3fs", action, status, result.request_id, elapsed)
             return result

@@ -69,3 +69,26 @@ class CallBudget:
             if self._bucket is not None:
                 await self._bucket.acquire()
             yield
+
+    async def token(self) -> None:
+        """Wait for the QPS limit only (a call that has work to do before it may take a concurrency slot)."""
+        if self._bucket is not None:
+            await self._bucket.acquire()
+
+    @contextlib.asynccontextmanager
+    async def cap(self, until: float | None) -> AsyncIterator[bool]:
+        """A concurrency slot, if one frees up before the monotonic time `until` (None: however long it takes).
+        Yields False, holding nothing, when it did not."""
+        if until is None:
+            async with self._semaphore:
+                yield True
+            return
+        try:
+            await asyncio.wait_for(self._semaphore.acquire(), max(0.0, until - time.monotonic()))
+        except TimeoutError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self._semaphore.release()
