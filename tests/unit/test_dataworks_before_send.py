@@ -130,3 +130,4 @@ async def test_no_slot_by_the_hooks_deadline_sends_nothing_and_says_so() -> None
     assert refused.value.code == "SendWindowClosed"
     assert refused.value.request_may_have_been_sent is False
     assert events == ["sent", "intent"]  # the second start never left
+    assert calls == ["StartDISyncInstance success"]  # and is no DataWorks call in the metrics

@@ -384,9 +384,8 @@ class DataWorksClient:
                 # only then a concurrency slot: a slot held during that write would idle while the API server
                 # answers, and under load cap the starts per second below the QPS limit (bench VS).
                 await self._budget.token()
-                called = False  # the caller called it off: not a DataWorks call, not in the metrics
+                called = False  # until it leaves: called off, or no slot in time, is no DataWorks call
                 send_by = await before_send()
-                called = True
                 async with self._budget.cap(send_by) as free:
                     if not free:
                         raise TransportError(
@@ -395,6 +394,7 @@ class DataWorksClient:
                             request_may_have_been_sent=False,
                             action=action,
                         )
+                    called = True
                     started = time.monotonic()
                     try:
                         status, headers, body = await self._send(action, req.to_query(), creds)
