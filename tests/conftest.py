@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from disync_operator.devstack.controlplane import ControlPlane, build_binaries, service_account_user
+from disync_operator.devstack.controlplane import ControlPlane, running_control_plane, service_account_user
 from disync_operator.devstack.kubectl import Kubectl
 from disync_operator.devstack.processes import OperatorProcess
 from secret_scan import assert_nothing_secret_emitted
@@ -29,14 +29,9 @@ OPERATOR_SA = ("disync-system", "disync-operator")
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    bin_dir = build_binaries()
-    user, groups = service_account_user(*OPERATOR_SA)
-    plane = ControlPlane(bin_dir, token_identities=[(user, groups)], work_dir=tmp_path_factory.mktemp("controlplane"))
-    plane.start()
-    try:
+    identities = [service_account_user(*OPERATOR_SA)]
+    with running_control_plane(identities, work_dir=tmp_path_factory.mktemp("controlplane")) as plane:
         yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ import pytest
 import yaml
 from e2e_helpers import DEADLINE, condition, wait_ready, wait_reason
 
-from disync_operator.devstack.controlplane import ControlPlane, build_binaries, service_account_user
+from disync_operator.devstack.controlplane import ControlPlane, running_control_plane, service_account_user
 from disync_operator.devstack.kubectl import Kubectl
 from disync_operator.devstack.processes import DEMO_ACCESS_KEY_ID, EmulatorProcess, OperatorProcess
 from disync_operator.devstack.waiting import wait_for
@@ -49,16 +49,9 @@ FAST_ENV = {"DISYNC_BACKOFF_BASE": "0.2", "DISYNC_BACKOFF_CAP": "3", "DISYNC_OBS
 
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    plane = ControlPlane(
-        build_binaries(),
-        token_identities=[service_account_user(SA_NAMESPACE, SA_NAME)],
-        work_dir=tmp_path_factory.mktemp("deploy-controlplane"),
-    )
-    plane.start()
-    try:
+    identities = [service_account_user(SA_NAMESPACE, SA_NAME)]
+    with running_control_plane(identities, work_dir=tmp_path_factory.mktemp("deploy-controlplane")) as plane:
         yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ import pytest
 import yaml
 from e2e_helpers import DEADLINE, dsi, wait_ready
 
-from disync_operator.devstack.controlplane import ControlPlane, build_binaries
+from disync_operator.devstack.controlplane import ControlPlane, build_binaries, running_control_plane
 from disync_operator.devstack.kubectl import Kubectl
 from disync_operator.devstack.processes import EmulatorProcess, OperatorProcess
 from disync_operator.devstack.waiting import wait_for
@@ -187,12 +187,8 @@ def test_lint_strict(helm: Path, values: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    plane = ControlPlane(build_binaries(), work_dir=tmp_path_factory.mktemp("helm-controlplane"))
-    plane.start()
-    try:
+    with running_control_plane(work_dir=tmp_path_factory.mktemp("helm-controlplane")) as plane:
         yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture(scope="module")
