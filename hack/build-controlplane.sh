@@ -27,16 +27,10 @@ if [[ -x $BIN/kube-apiserver && -x $BIN/kubectl && -x $BIN/etcd && "$(cat "$BIN/
 fi
 
 # Pre-flight: the wrapper modules declare the Go version the pinned releases need.
-need_go=$(awk '/^go /{print $2}' "$ROOT/hack/controlplane/k8s/go.mod")
-have_go=$(go env GOVERSION | sed 's/^go//')
-if [[ "$(printf '%s\n%s\n' "$need_go" "$have_go" | sort -V | head -1)" != "$need_go" ]]; then
-  log "Go $need_go or newer is needed to build kubernetes $K8S_VERSION; found $have_go"
-  exit 1
-fi
-
-export CGO_ENABLED=0 GOWORK=off GOTOOLCHAIN=${GOTOOLCHAIN:-local} GOFLAGS=-mod=readonly
-# Two cores and no swap on our machines: cap parallel compiles unless told otherwise.
-PARALLEL=${GOBUILD_P:-2}
+# shellcheck source=hack/go-build.sh
+source "$ROOT/hack/go-build.sh"
+require_go "$ROOT/hack/controlplane/k8s/go.mod" "kubernetes $K8S_VERSION"
+go_build_env
 mkdir -p "$BIN"
 tmp=$(mktemp -d "$BIN/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT

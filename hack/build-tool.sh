@@ -45,15 +45,10 @@ if [[ -x $BIN/$TOOL && "$(cat "$BIN/.stamp" 2>/dev/null)" == "$STAMP" ]]; then
   exit 0
 fi
 
-need_go=$(awk '/^go /{print $2}' "$DIR/go.mod")
-have_go=$(go env GOVERSION | sed 's/^go//')
-if [[ "$(printf '%s\n%s\n' "$need_go" "$have_go" | sort -V | head -1)" != "$need_go" ]]; then
-  log "Go $need_go or newer is needed to build $TOOL $VERSION; found $have_go"
-  exit 1
-fi
-
-export CGO_ENABLED=0 GOWORK=off GOTOOLCHAIN=${GOTOOLCHAIN:-local} GOFLAGS=-mod=readonly
-PARALLEL=${GOBUILD_P:-2}  # two cores on our machines
+# shellcheck source=hack/go-build.sh
+source "$ROOT/hack/go-build.sh"
+require_go "$DIR/go.mod" "$TOOL $VERSION"
+go_build_env
 mkdir -p "$BIN"
 tmp=$(mktemp -d "$BIN/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
