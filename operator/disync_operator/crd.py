@@ -25,6 +25,16 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "State", "type": "string", "jsonPath": ".status.instanceState", "priority": 1},
     {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason', "priority": 1},
     {"name": "Attempts", "type": "integer", "jsonPath": ".status.attempts", "priority": 1},
+    {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend", "priority": 1},
+    {"name": "Policy", "type": "string", "jsonPath": ".spec.managementPolicy", "priority": 1},
+    {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts", "priority": 1},
+    {
+        "name": "Synced",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Synced")].reason',
+        "description": 'ReconcilePaused while the object is annotated disync.dev/paused: "true"',
+        "priority": 1,
+    },
 ]
 
 _DROP = {"title", "additionalProperties"}

@@ -9,6 +9,7 @@ The operator reads every CR through `DISyncInstanceSpec.model_validate` and writ
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 from enum import StrEnum
@@ -27,6 +28,11 @@ FINALIZER = f"{GROUP}/stop-instance"
 # The start intent (`StartIntent`), written on the object itself (with our finalizer, in one write) when
 # StartDISyncInstance is sent; a status write answers it (`status.answeredIntent` names the intent it answers).
 START_INTENT = f"{GROUP}/start-intent"
+# The stop intent (`StopIntent`) of a `spec.suspend`: the same mechanism for StopDISyncInstance (answered by
+# `status.answeredStopIntent`), so a suspend stops the task exactly once.
+STOP_INTENT = f"{GROUP}/stop-intent"
+# `disync.dev/paused: "true"`: hands off this object (no DataWorks call, no write but one condition).
+PAUSED = f"{GROUP}/paused"
 
 DESCRIPTION = "A DataWorks real-time synchronization task or synchronization solution, kept started."
 
@@ -36,6 +42,10 @@ CEL = "x-kubernetes-validations"
 BOTH_FORMS = "set either startParam or startParamJSON, not both"
 NEEDS_START_PARAM = "a DI_REALTIME task needs startParam or startParamJSON"
 ONLY_REALTIME = "startParam and startParamJSON apply only to taskType DI_REALTIME"
+SUSPEND_ONLY_REALTIME = "suspend applies only to taskType DI_REALTIME: DataWorks can't stop a solution"
+RESTART_ONLY_REALTIME = "restartPolicy OnFailure applies only to taskType DI_REALTIME"
+SUSPEND_NEEDS_FULL = "suspend needs managementPolicy Full: ObserveOnly never stops the task"
+RESTART_NEEDS_FULL = "restartPolicy OnFailure needs managementPolicy Full: ObserveOnly never starts the task"
 
 
 class _Model(BaseModel):
@@ -58,6 +68,16 @@ class TaskType(StrEnum):
 class DeletionPolicy(StrEnum):
     STOP = "Stop"
     ORPHAN = "Orphan"
+
+
+class ManagementPolicy(StrEnum):
+    FULL = "Full"
+    OBSERVE_ONLY = "ObserveOnly"
+
+
+class RestartPolicy(StrEnum):
+    NEVER = "Never"
+    ON_FAILURE = "OnFailure"
 
 
 class DDLAction(StrEnum):
@@ -185,6 +205,10 @@ class CredentialsSpec(_Model):
     )
 
 
+# The spec fields that say how to manage the task, not how to start it.
+LIFECYCLE_FIELDS = {"suspend", "management_policy", "restart_policy"}
+
+
 class DISyncInstanceSpec(_Model):
     """Desired state: which DataWorks sync task to start, with which parameters, as whom."""
 
@@ -225,6 +249,30 @@ class DISyncInstanceSpec(_Model):
         default=DeletionPolicy.STOP,
         description="On delete, Stop the real-time task (default) or Orphan it (leave it running).",
     )
+    suspend: bool = Field(
+        default=False,
+        description=(
+            "true: stop the real-time task (StopDISyncInstance, once) and keep it stopped, e.g. for a maintenance "
+            "window; Ready is False with reason Suspended. Back to false: started once. DI_REALTIME only. Flipping "
+            "it is no change of the start parameters: it never starts a suspended task, nor twice on resume."
+        ),
+    )
+    management_policy: ManagementPolicy = Field(
+        default=ManagementPolicy.FULL,
+        description=(
+            "Full (default): start, follow and stop the task. ObserveOnly: only follow its live state (status and "
+            "Ready reason Observed or NotRunning): never start or stop it, no finalizer. ObserveOnly -> Full takes "
+            "the task over: recorded as started (reason Adopted) if it runs, else started once."
+        ),
+    )
+    restart_policy: RestartPolicy = Field(
+        default=RestartPolicy.NEVER,
+        description=(
+            "Never (default): a started task found stopped is reported (NotRunning). OnFailure: started again with "
+            "exponential backoff, counted in status.restarts, at most DISYNC_MAX_RESTARTS_PER_HOUR an hour. A stop "
+            "by the operator itself (suspend, deletion) is never undone. DI_REALTIME only."
+        ),
+    )
 
     @field_validator("start_param_json")
     @classmethod
@@ -244,6 +292,36 @@ class DISyncInstanceSpec(_Model):
         if self.task_type is not TaskType.DI_REALTIME and (has_object or has_json):
             raise ValueError(ONLY_REALTIME)
         return self
+
+    @model_validator(mode="after")
+    def _lifecycle_rules(self) -> DISyncInstanceSpec:
+        # The same rules as LIFECYCLE_RULES (CEL).
+        realtime = self.task_type is TaskType.DI_REALTIME
+        on_failure = self.restart_policy is RestartPolicy.ON_FAILURE
+        observe_only = self.management_policy is ManagementPolicy.OBSERVE_ONLY
+        if self.suspend and not realtime:
+            raise ValueError(SUSPEND_ONLY_REALTIME)
+        if on_failure and not realtime:
+            raise ValueError(RESTART_ONLY_REALTIME)
+        if self.suspend and observe_only:
+            raise ValueError(SUSPEND_NEEDS_FULL)
+        if on_failure and observe_only:
+            raise ValueError(RESTART_NEEDS_FULL)
+        return self
+
+    @property
+    def observe_only(self) -> bool:
+        return self.management_policy is ManagementPolicy.OBSERVE_ONLY
+
+    def start_digest(self) -> str:
+        """What a start was made with: the spec without the lifecycle fields (suspend, managementPolicy,
+        restartPolicy), defaults left out so a default written out or a field added later changes nothing. Two
+        generations with the same digest need no second start (`status.startedSpecDigest`)."""
+        essence = self.model_dump(
+            mode="json", by_alias=True, exclude_defaults=True, exclude=LIFECYCLE_FIELDS, exclude_none=True
+        )
+        text = json.dumps(essence, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def api_start_param(self) -> str | None:
         """StartParam as sent to the API, from whichever of the two forms the user chose."""
@@ -284,6 +362,32 @@ SPEC_RULES: list[dict[str, str]] = [
         "fieldPath": ".startParam",
         "reason": "FieldValueForbidden",
     },
+    {
+        "rule": "!has(self.suspend) || !self.suspend || self.taskType == 'DI_REALTIME'",
+        "message": SUSPEND_ONLY_REALTIME,
+        "fieldPath": ".suspend",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": "!has(self.restartPolicy) || self.restartPolicy != 'OnFailure' || self.taskType == 'DI_REALTIME'",
+        "message": RESTART_ONLY_REALTIME,
+        "fieldPath": ".restartPolicy",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": "!has(self.suspend) || !self.suspend || !has(self.managementPolicy) || "
+        "self.managementPolicy != 'ObserveOnly'",
+        "message": SUSPEND_NEEDS_FULL,
+        "fieldPath": ".suspend",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": "!has(self.restartPolicy) || self.restartPolicy != 'OnFailure' || !has(self.managementPolicy) || "
+        "self.managementPolicy != 'ObserveOnly'",
+        "message": RESTART_NEEDS_FULL,
+        "fieldPath": ".restartPolicy",
+        "reason": "FieldValueForbidden",
+    },
 ]
 
 # --- status ------------------------------------------------------------------------------------------------------
@@ -310,8 +414,11 @@ def CloudText(limit: int) -> BeforeValidator:
 
 
 STATUS_LEN, MESSAGE_LEN, REQUEST_ID_LEN, CODE_LEN, CONDITION_MESSAGE_LEN = 64, 4096, 256, 256, 32768
+# The most DISYNC_MAX_RESTARTS_PER_HOUR may be: `status.restartTimes` holds one time per restart of the last hour.
+MAX_RESTARTS_PER_HOUR = 100
 
 ConditionStatus = Literal["True", "False", "Unknown"]
+RestartTime = Annotated[dt.datetime, Field(description="When a restart was made.")]
 
 
 class Condition(_Written):
@@ -327,13 +434,13 @@ class Condition(_Written):
     )
 
 
-class StartIntent(_Written):
-    """A start about to be sent: written on the object (annotation `disync.dev/start-intent`) when the rate limit lets
-    StartDISyncInstance go, so a crash or a lost response can never lead to a second start of the same generation.
-    A status write *answers* it (`answeredIntent`); one whose outcome stays unknown is kept as `unverifiedIntent`
-    and verified with GetDISyncInstanceInfo before any new start."""
+class Intent(_Written):
+    """A call about to be sent, written on the object before it leaves (one metadata write with a resourceVersion
+    precondition), so that a crash or a lost response can never lead to a second call for the same purpose. A
+    status write *answers* it; one whose outcome stays unknown is kept in status as unverified and verified with
+    GetDISyncInstanceInfo before any new call."""
 
-    generation: int = Field(ge=0, description="Generation being started.")
+    generation: int = Field(ge=0, description="Generation the call is made for.")
     since: dt.datetime = Field(description="When the call was sent.")
     owner: str = Field(max_length=253, description="Operator process that made the call.")
     id: str | None = Field(default=None, max_length=64, description="This intent's identity (random).")
@@ -347,6 +454,27 @@ class StartIntent(_Written):
             "outcome can be verified at once. Without an answer (timeout, reset) the lease is waited out first."
         ),
     )
+
+    def annotation(self) -> str:
+        """The annotation's value. `callEnded` is always false on the object; left out, the annotation reads the
+        same to every version of the operator."""
+        return self.model_dump_json(exclude={"call_ended"}, exclude_none=True)
+
+
+class StartIntent(Intent):
+    """A StartDISyncInstance about to be sent (annotation `disync.dev/start-intent`), answered by
+    `status.answeredIntent`; one whose outcome stays unknown is kept as `unverifiedIntent`."""
+
+    restart: int | None = Field(
+        default=None,
+        ge=1,
+        description="For a restart (restartPolicy OnFailure): which one it is (status.restarts once it took effect).",
+    )
+
+
+class StopIntent(Intent):
+    """A StopDISyncInstance of a `suspend` about to be sent (annotation `disync.dev/stop-intent`), answered by
+    `status.answeredStopIntent`; one whose outcome stays unknown is kept as `unverifiedStopIntent`."""
 
 
 class LastError(_Written):
@@ -401,9 +529,40 @@ class DISyncInstanceStatus(_Written):
         description="Deprecated: unverifiedIntent's name before v0.2. Read once after an upgrade, then cleared.",
     )
     last_start_time: dt.datetime | None = Field(default=None, description="When the last successful start was made.")
+    started_spec_digest: str | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "Digest of the spec the task was last started with, lifecycle fields left out: a later generation with "
+            "the same digest needs no new start while the task was not stopped since."
+        ),
+    )
+    stopped_generation: int | None = Field(
+        default=None, ge=0, description="Generation whose suspend stopped the task (StopDISyncInstance took effect)."
+    )
+    unverified_stop_intent: StopIntent | None = Field(
+        default=None,
+        description="A stop intent whose outcome is unknown: verified (GetDISyncInstanceInfo) before any new stop.",
+    )
+    answered_stop_intent: str | None = Field(
+        default=None, max_length=64, description="Id of the last stop intent whose outcome this status records."
+    )
+    observe_only_generation: int | None = Field(
+        default=None,
+        ge=0,
+        description="Generation last handled as managementPolicy ObserveOnly (the next Full one takes the task over).",
+    )
+    restarts: int = Field(default=0, ge=0, description="Restarts of the task (restartPolicy OnFailure).")
+    last_restart_time: dt.datetime | None = Field(default=None, description="When the last restart was made.")
+    restart_times: Annotated[list[RestartTime], Field(max_length=MAX_RESTARTS_PER_HOUR)] = Field(
+        default_factory=list,
+        description="When the restarts of the last hour were made (DISYNC_MAX_RESTARTS_PER_HOUR counts them).",
+    )
     attempts: int = Field(default=0, ge=0, description="Start attempts for the current generation.")
     stop_attempts: int = Field(
-        default=0, ge=0, description="Failed StopDISyncInstance attempts since deletion began (for their backoff)."
+        default=0,
+        ge=0,
+        description="Failed StopDISyncInstance attempts of the stop under way (deletion or suspend): their backoff.",
     )
     next_retry_time: dt.datetime | None = Field(default=None, description="When the next attempt is due, if retrying.")
     last_error: LastError | None = Field(default=None, description="The last error, if any.")
@@ -442,6 +601,14 @@ class StatusUpdate(_Model):
     answered_intent: str | None = None
     legacy_pending_start: StartIntent | None = Field(default=None, alias="pendingStart")
     last_start_time: dt.datetime | None = None
+    started_spec_digest: str | None = None
+    stopped_generation: int | None = None
+    unverified_stop_intent: StopIntent | None = None
+    answered_stop_intent: str | None = None
+    observe_only_generation: int | None = None
+    restarts: int | None = None
+    last_restart_time: dt.datetime | None = None
+    restart_times: list[dt.datetime] | None = None
     attempts: int | None = None
     stop_attempts: int | None = None
     next_retry_time: dt.datetime | None = None

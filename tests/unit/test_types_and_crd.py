@@ -68,6 +68,62 @@ def test_printer_columns_are_the_ones_users_asked_for() -> None:
     columns = yaml.safe_load(crd.render())["spec"]["versions"][0]["additionalPrinterColumns"]
     default = [c["name"] for c in columns if not c.get("priority")]
     assert default == ["Project", "Type", "File", "Status", "Message", "Ready", "Age"]
+    wide = [c["name"] for c in columns if c.get("priority")]
+    assert wide == ["State", "Reason", "Attempts", "Suspend", "Policy", "Restarts", "Synced"]
+
+
+REALTIME = {"projectId": 1, "taskType": "DI_REALTIME", "fileId": 2, "startParam": {"errorLimit": {"record": 0}}}
+SOLUTION = {"projectId": 1, "taskType": "DI_SOLUTION", "fileId": 2}
+
+
+@pytest.mark.parametrize(
+    ("spec", "field_path", "message"),
+    [
+        ({**SOLUTION, "suspend": True}, ".suspend", "suspend applies only to taskType DI_REALTIME"),
+        ({**SOLUTION, "restartPolicy": "OnFailure"}, ".restartPolicy", "applies only to taskType DI_REALTIME"),
+        ({**REALTIME, "suspend": True, "managementPolicy": "ObserveOnly"}, ".suspend", "needs managementPolicy Full"),
+        (
+            {**REALTIME, "restartPolicy": "OnFailure", "managementPolicy": "ObserveOnly"},
+            ".restartPolicy",
+            "needs managementPolicy Full",
+        ),
+    ],
+)
+def test_lifecycle_combinations_are_refused_by_cel_and_the_model_alike(
+    spec: dict[str, object], field_path: str, message: str
+) -> None:
+    rules = schema()["properties"]["spec"]["x-kubernetes-validations"]
+    rule = next(r for r in rules if message in r["message"] and r["fieldPath"] == field_path)
+    assert rule["reason"] == "FieldValueForbidden"
+    with pytest.raises(ValidationError, match=message):
+        DISyncInstanceSpec.model_validate(spec)
+
+
+def test_lifecycle_fields_default_to_todays_behaviour() -> None:
+    spec = schema()["properties"]["spec"]["properties"]
+    assert (spec["suspend"]["default"], spec["managementPolicy"]["default"], spec["restartPolicy"]["default"]) == (
+        False,
+        "Full",
+        "Never",
+    )
+    assert spec["managementPolicy"]["enum"] == ["Full", "ObserveOnly"]
+    assert spec["restartPolicy"]["enum"] == ["Never", "OnFailure"]
+    for field in ("suspend", "managementPolicy", "restartPolicy"):
+        assert len(spec[field]["description"]) > 80, field  # kubectl explain says what each does
+    parsed = DISyncInstanceSpec.model_validate(SOLUTION | {"suspend": False, "managementPolicy": "ObserveOnly"})
+    assert parsed.observe_only
+
+
+def test_the_start_digest_ignores_lifecycle_fields_and_spelt_out_defaults() -> None:
+    def digest(**changes: object) -> str:
+        return DISyncInstanceSpec.model_validate({**REALTIME, **changes}).start_digest()
+
+    base = digest()
+    assert digest(suspend=True) == digest(restartPolicy="OnFailure") == digest(managementPolicy="ObserveOnly") == base
+    assert digest(deletionPolicy="Stop", suspend=False) == base  # defaults written out
+    assert digest(startParam={"errorLimit": {"record": 1}}) != base
+    assert digest(deletionPolicy="Orphan") != base  # any other spec change still starts, as before
+    assert digest(region="cn-shanghai") != base
 
 
 DOC_EXAMPLE = (
@@ -139,7 +195,8 @@ def test_a_status_update_writes_only_its_fields_each_whole() -> None:
 
     intent = StartIntent(generation=1, since=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), owner="a", id="x")
     patch = StatusUpdate(unverified_intent=intent, request_id=None).to_patch()
-    # A None clears the field; a nested object is written whole (a merge patch would keep an older callEnded).
+    # A None clears the field; a nested object is written whole (a merge patch would keep an older callEnded, or
+    # the restart number of an older intent: its null removes it).
     assert patch == {
         "unverifiedIntent": {
             "generation": 1,
@@ -147,6 +204,7 @@ def test_a_status_update_writes_only_its_fields_each_whole() -> None:
             "owner": "a",
             "id": "x",
             "callEnded": False,
+            "restart": None,
         },
         "requestId": None,
     }
