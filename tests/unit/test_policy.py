@@ -177,7 +177,7 @@ def test_solution_start_took_effect(solution: str, took_effect: bool) -> None:
     ],
 )
 def test_which_errors_leave_a_start_ambiguous(error: Exception, maybe: bool) -> None:
-    assert policy.start_may_have_happened(error) is maybe  # type: ignore[arg-type]
+    assert policy.call_may_have_taken_effect(error) is maybe  # type: ignore[arg-type]
 
 
 # --- conditions and status ------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ class ObjectContext:
         self.uid: str = meta.get("uid") or ""
         self.generation = int(meta.get("generation") or 0)
         self.finalizers: list[str] = list(meta.get("finalizers") or [])
+        self.annotations: dict[str, str] = dict(meta.get("annotations") or {})
         self.deleting = bool(meta.get("deletionTimestamp"))
         self.status, self.status_unreadable = parse_status(body)
         self.spec, self.spec_problem = parse_spec(body)
@@ -73,15 +74,24 @@ class ObjectContext:
 
     # -- facts ----------------------------------------------------------------------------------------------------
 
-    def read_intent(self) -> policy.IntentOnObject:
-        raw = ((self.body.get("metadata") or {}).get("annotations") or {}).get(t.START_INTENT)
-        read = policy.read_intent(raw, policy.now(), self.rt.settings.start_lease_seconds)
+    def read_intent(self) -> policy.IntentOnObject[t.StartIntent]:
+        raw = self.annotations.get(t.START_INTENT)
+        read = policy.read_intent(raw, policy.now(), self.rt.settings.start_lease_seconds, t.StartIntent)
         if read.unreadable:
             self.logger.warning("the %s annotation is %s: ignored, and verified first", t.START_INTENT, read.unreadable)
         return read
 
     def intent_on_object(self) -> t.StartIntent | None:
         return self.read_intent().intent
+
+    def stop_intent_on_object(self) -> t.StopIntent | None:
+        """A suspend's stop intent. An unreadable one is ignored: a stop is verified only where it could matter (a
+        stop of ours with no known outcome); a stop sent again by mistake would stop a task that must be stopped."""
+        raw = self.annotations.get(t.STOP_INTENT)
+        read = policy.read_intent(raw, policy.now(), self.rt.settings.start_lease_seconds, t.StopIntent)
+        if read.unreadable:
+            self.logger.warning("the %s annotation is %s: ignored", t.STOP_INTENT, read.unreadable)
+        return read.intent
 
     async def credentials(self, spec: t.DISyncInstanceSpec) -> ResolvedCredentials:
         """Resolved once per reconcile. The operator's own identity can only change with a restart (new env, RAM

@@ -11,6 +11,7 @@ only these names):
 - disync_dataworks_calls_total{action,outcome}, disync_dataworks_call_duration_seconds{action}: outcome is one of
   `CallOutcome`'s fixed values, never an exception's class name (a rename must not break a dashboard);
 - disync_start_retries_total{reason}, disync_instances{ready,reason}, disync_observe_period_seconds;
+- disync_instances_lifecycle{lifecycle} (suspended, observe_only, paused), disync_restarts_total;
 - leader_election_master_status{name}.
 
 Label values all come from fixed sets (actions, outcomes, reasons, sources, results): no object names, so the number of
@@ -165,6 +166,19 @@ class Metrics:
             registry=self.registry,
         )
         self._ready: dict[str, tuple[str, str]] = {}
+        self.lifecycle = Gauge(
+            "disync_instances_lifecycle",
+            "DISyncInstances held back from plain starting: suspended (spec.suspend), observe_only "
+            "(managementPolicy ObserveOnly), paused (annotation disync.dev/paused)",
+            ["lifecycle"],
+            registry=self.registry,
+        )
+        for lifecycle in ("suspended", "observe_only", "paused"):
+            self.lifecycle.labels(lifecycle)  # every value is exported (as 0) from the start
+        self._lifecycle: dict[str, str] = {}
+        self.restarts = Counter(
+            "disync_restarts", "Restarts of tasks found stopped (restartPolicy OnFailure)", registry=self.registry
+        )
 
     # -- the work queue's observer (runtime/workqueue.py) --------------------------------------------------------
 
@@ -213,6 +227,18 @@ class Metrics:
             self.instances.labels(*old).dec()
         if new is not None:
             self.instances.labels(*new).inc()
+
+    def set_lifecycle(self, key: str, lifecycle: str | None) -> None:
+        """Track one CR's lifecycle (None: plainly started, or gone), as set_ready does its Ready status."""
+        old = self._lifecycle.pop(key, None)
+        if lifecycle is not None:
+            self._lifecycle[key] = lifecycle
+        if old == lifecycle:
+            return
+        if old is not None:
+            self.lifecycle.labels(old).dec()
+        if lifecycle is not None:
+            self.lifecycle.labels(lifecycle).inc()
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:
         # prometheus_client serves from its own daemon thread, off kopf's event loop.

@@ -9,6 +9,7 @@ from pydantic import Field, IPvAnyAddress, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from disync_operator.dataworks import resolve_endpoint
+from disync_operator.types import MAX_RESTARTS_PER_HOUR
 
 
 class OperatorSettings(BaseSettings):
@@ -45,6 +46,9 @@ class OperatorSettings(BaseSettings):
     resync_interval: float = Field(default=60.0, ge=0)
     # How long another process's start intent is trusted before it is verified (covers a call in flight).
     start_lease_seconds: float = Field(default=30.0, gt=0)
+    # restartPolicy OnFailure: restarts of one task within any hour, at most. Small, so a task that fails again at
+    # once is left for a person (Ready says RestartLimitReached) rather than started all day.
+    max_restarts_per_hour: int = Field(default=5, ge=1, le=MAX_RESTARTS_PER_HOUR)
 
     # Tenancy. Namespaces whose CRs may use the operator's own identity (environment or RRSA) when they name no
     # Secret; ["*"] = every namespace. Default: none, so a tenant gets the operator's cloud access only where the

@@ -34,6 +34,7 @@ from disync_operator.dataworks import TaskType as ApiTaskType
 
 CallHook = Callable[[str, str, float], None]
 WriteIntent = Callable[[], Awaitable[t.StartIntent]]
+WriteStopIntent = Callable[[], Awaitable[t.StopIntent]]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,15 @@ class StartOutcome:
     answer or the error. Exactly one of `response` and `error` is set."""
 
     intent: t.StartIntent | None
+    response: ActionResponse | None = None
+    error: DataWorksError | None = None
+
+
+@dataclass(frozen=True)
+class StopOutcome:
+    """What became of a suspend's stop, as `StartOutcome` for a start."""
+
+    intent: t.StopIntent | None
     response: ActionResponse | None = None
     error: DataWorksError | None = None
 
@@ -156,10 +166,30 @@ class DataWorksTask:
 
     async def stop(self, spec: t.DISyncInstanceSpec, credentials: CredentialsProvider) -> ActionResponse:
         """StopDISyncInstance (real-time tasks only: the API has no stop for a solution)."""
-        request = StopDISyncInstanceRequest(
+        return await self._client(spec).stop_instance(self._stop_request(spec), credentials=credentials)
+
+    async def stop_once(
+        self, spec: t.DISyncInstanceSpec, credentials: CredentialsProvider, *, write_intent: WriteStopIntent
+    ) -> StopOutcome:
+        """StopDISyncInstance for a suspend: `write_intent` runs just before the request leaves, as for a start."""
+        written: list[t.StopIntent] = []
+
+        async def before_send() -> None:
+            written.append(await write_intent())
+
+        try:
+            response = await self._client(spec).stop_instance(
+                self._stop_request(spec), credentials=credentials, before_send=before_send
+            )
+        except DataWorksError as error:
+            return StopOutcome(written[0] if written else None, error=error)
+        return StopOutcome(written[0], response=response)
+
+    @staticmethod
+    def _stop_request(spec: t.DISyncInstanceSpec) -> StopDISyncInstanceRequest:
+        return StopDISyncInstanceRequest(
             project_id=spec.project_id, task_type=ApiTaskType(spec.task_type.value), file_id=spec.file_id
         )
-        return await self._client(spec).stop_instance(request, credentials=credentials)
 
     async def aclose(self) -> None:
         for client in self._clients.values():

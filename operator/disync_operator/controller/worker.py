@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+from disync_operator.controller import policy
 from disync_operator.controller.context import Logger, object_key
 from disync_operator.controller.credentials import CredentialsUnavailable
 from disync_operator.controller.metrics import ReconcileResult
@@ -34,7 +35,10 @@ async def _reconcile(rt: Runtime, work: Work, logger: Logger) -> ReconcileResult
     if work.source is Source.DELETED:
         reconciler.deleted(rt.forget(uid))
         rt.metrics.set_ready(object_key(work.body), None)
+        rt.metrics.set_lifecycle(object_key(work.body), None)
         return ReconcileResult.SUCCESS
+    lifecycle = policy.lifecycle(reconciler.spec, reconciler.annotations)
+    rt.metrics.set_lifecycle(object_key(work.body), lifecycle.value if lifecycle else None)
     # The sweep's live-state visit starts nothing, except a terminal failure's retry once its credentials changed;
     # everything else that brings an object starts what needs starting.
     status, generation = reconciler.status, reconciler.generation
@@ -42,12 +46,7 @@ async def _reconcile(rt: Runtime, work: Work, logger: Logger) -> ReconcileResult
     settled = False
     result = ReconcileResult.ERROR
     try:
-        if reconciler.deleting:
-            delay = await reconciler.finalize()
-        else:
-            delay = await reconciler.start() if starts else None
-            if work.observe:
-                await reconciler.follow()
+        delay = await reconciler.reconcile(starts=starts, observe=work.observe)
         settled = True
         result = ReconcileResult.SUCCESS if delay is None else ReconcileResult.REQUEUE_AFTER
     except Conflict:

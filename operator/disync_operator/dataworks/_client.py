@@ -342,9 +342,14 @@ class DataWorksClient:
         return await self._call(req, ActionResponse, credentials, before_send)
 
     async def stop_instance(
-        self, req: StopDISyncInstanceRequest, *, credentials: CredentialsProvider | None = None
+        self,
+        req: StopDISyncInstanceRequest,
+        *,
+        credentials: CredentialsProvider | None = None,
+        before_send: BeforeSend | None = None,
     ) -> ActionResponse:
-        return await self._call(req, ActionResponse, credentials)
+        """Stop the instance; ``before_send`` as for ``start_instance`` (a suspend's stop intent is written there)."""
+        return await self._call(req, ActionResponse, credentials, before_send)
 
     async def terminate_instance(
         self, req: TerminateDISyncInstanceRequest, *, credentials: CredentialsProvider | None = None

@@ -1,4 +1,5 @@
-"""Following the live state of a started task: what a read of GetDISyncInstanceInfo changes, and when it is drift."""
+"""Following the live state: what a read of GetDISyncInstanceInfo changes, and when it is drift. For a started task,
+for one observed only (managementPolicy ObserveOnly), and for a suspended one (no alarms)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from dataclasses import dataclass
 from disync_operator.dataworks import InstanceInfoResponse
 from disync_operator.types import DISyncInstanceStatus, StatusUpdate, TaskType
 
-from .conditions import ConditionValue, set_condition
-from .reasons import READY, Reason
+from .conditions import ConditionValue, conditions, set_condition
+from .reasons import READY, SYNCED, Reason
 from .start import RUNNING_STATES, STARTED_STATES, start_took_effect
 
 
@@ -20,6 +21,10 @@ class Observation:
 
     update: StatusUpdate | None
     drift: str | None = None
+
+
+# What NotRunning becomes while restartPolicy OnFailure deals with it: the same drift, and what is done about it.
+NOT_RUNNING_REASONS = frozenset({Reason.NOT_RUNNING, Reason.RESTART_SCHEDULED, Reason.RESTART_LIMIT_REACHED})
 
 
 def live_condition(task_type: TaskType, info: InstanceInfoResponse) -> ConditionValue:
@@ -41,11 +46,14 @@ def observed(
 ) -> Observation:
     """Follow-up of the live state of a started task. A drift (the task stopped running) is reported once per
     transition: when Ready turns NotRunning, or the state changes while it is (PAUSE -> NORUN); never for a task that
-    is starting or running, and not again at every look while nothing changes."""
+    is starting or running, and not again at every look while nothing changes. A restart scheduled for it (or refused
+    by the hourly cap) stays the Ready condition while the task stays stopped."""
     state, message = info.data.status, info.data.message
     ready = live_condition(task_type, info)
     current = status.condition(READY)
-    was_drifting = current is not None and current.reason == Reason.NOT_RUNNING
+    was_drifting = current is not None and current.reason in NOT_RUNNING_REASONS
+    if ready[1] is Reason.NOT_RUNNING and current is not None and current.reason in NOT_RUNNING_REASONS:
+        ready = (current.status, Reason(current.reason), current.message)
     if (
         status.instance_state == state
         and status.instance_message == message
@@ -59,5 +67,56 @@ def observed(
         last_observed_time=at,
         conditions=set_condition(status.conditions, READY, ready, generation, at),
     )
-    drifts = ready[1] is Reason.NOT_RUNNING and (not was_drifting or status.instance_state != state)
+    if ready[0] == "True" and status.next_retry_time is not None and status.started_generation == generation:
+        update = update.merged(StatusUpdate(next_retry_time=None))  # running again: no restart is due any more
+    drifts = ready[1] in NOT_RUNNING_REASONS and (not was_drifting or status.instance_state != state)
     return Observation(update, drift=f"live state {state}" if drifts else None)
+
+
+def observed_only(
+    status: DISyncInstanceStatus, generation: int, task_type: TaskType, info: InstanceInfoResponse, at: dt.datetime
+) -> Observation:
+    """managementPolicy ObserveOnly: status follows the live state, Ready True/Observed while the task runs (or
+    starts), False/NotRunning otherwise; a drift is reported once per transition, as for a started task."""
+    state, message = info.data.status, info.data.message
+    running = start_took_effect(task_type, info)
+    if running:
+        ready: ConditionValue = ("True", Reason.OBSERVED, f"observed only; the task runs (live state {state})")
+    else:
+        ready = ("False", Reason.NOT_RUNNING, f"observed only; the live state is {state}: {message or 'no message'}")
+    current = status.condition(READY)
+    synced = status.condition(SYNCED)
+    if (
+        status.instance_state == state
+        and status.instance_message == message
+        and status.observed_generation == generation
+        and status.observe_only_generation == generation
+        and current is not None
+        and (current.status, current.reason, current.observed_generation) == (*ready[:2], generation)
+        and synced is not None
+        and synced.status == "True"
+    ):
+        return Observation(None)
+    update = StatusUpdate(
+        instance_state=state,
+        instance_message=message,
+        last_observed_time=at,
+        observed_generation=generation,
+        observe_only_generation=generation,
+        next_retry_time=None,
+        last_error=None,
+        conditions=conditions(status, generation, at, ready, ("True", Reason.RECONCILE_SUCCESS, "")),
+    )
+    was_drifting = current is not None and current.reason == Reason.NOT_RUNNING
+    drifts = not running and (not was_drifting or status.instance_state != state)
+    return Observation(update, drift=f"live state {state}" if drifts else None)
+
+
+def observed_while_suspended(
+    status: DISyncInstanceStatus, info: InstanceInfoResponse, at: dt.datetime
+) -> StatusUpdate | None:
+    """A suspended task's live state, recorded as it is and nothing more: no condition changes, no alarms."""
+    state, message = info.data.status, info.data.message
+    if status.instance_state == state and status.instance_message == message:
+        return None
+    return StatusUpdate(instance_state=state, instance_message=message, last_observed_time=at)

@@ -26,12 +26,17 @@ class Reason(StrEnum):
     # Ready=True
     RUNNING = "Running"
     STARTED = "Started"
+    OBSERVED = "Observed"  # managementPolicy ObserveOnly, and the task runs
+    ADOPTED = "Adopted"  # taken over from ObserveOnly: it ran, so it was recorded as started, not started
     # Ready=False or Unknown, transient
     RETRY_SCHEDULED = "RetryScheduled"
     CLOCK_SKEW = "ClockSkew"
     DELETING = "Deleting"
     INTENT_REJECTED = "IntentRejected"
     CONFLICT = "Conflict"  # another resource manages the same DataWorks task
+    RESTART_SCHEDULED = "RestartScheduled"  # restartPolicy OnFailure: found stopped, restarted after the backoff
+    # Ready=False, as asked
+    SUSPENDED = "Suspended"  # spec.suspend: stopped, and kept so
     # Ready=False, terminal
     START_FAILED = "StartFailed"
     INVALID_SPEC = "InvalidSpec"
@@ -41,9 +46,11 @@ class Reason(StrEnum):
     CREDENTIALS_UNAVAILABLE = "CredentialsUnavailable"
     NOT_RUNNING = "NotRunning"
     STOP_FAILED = "StopFailed"
+    RESTART_LIMIT_REACHED = "RestartLimitReached"  # DISYNC_MAX_RESTARTS_PER_HOUR: no restart until the hour frees one
     # Synced
     RECONCILE_SUCCESS = "ReconcileSuccess"
     RECONCILE_ERROR = "ReconcileError"
+    RECONCILE_PAUSED = "ReconcilePaused"  # disync.dev/paused: "true"
 
 
 class EventReason(StrEnum):
@@ -53,6 +60,9 @@ class EventReason(StrEnum):
     STOPPED = "Stopped"
     ORPHANED = "Orphaned"
     STOP_REPORTED_FAILURE = "StopReportedFailure"
+    SUSPENDED = "Suspended"  # a suspend's stop took effect
+    ADOPTED = "Adopted"
+    RESTARTED = "Restarted"  # a Warning: the task had stopped (restartPolicy OnFailure)
 
 
 TERMINAL_REASONS = frozenset(

@@ -12,9 +12,20 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Generic, TypeVar
+
+from pydantic import ValidationError
 
 from disync_operator.dataworks import DataWorksError, InstanceInfoResponse, ThrottlingError, TransportError
-from disync_operator.types import DeletionPolicy, DISyncInstanceSpec, DISyncInstanceStatus, StartIntent, TaskType
+from disync_operator.types import (
+    DeletionPolicy,
+    DISyncInstanceSpec,
+    DISyncInstanceStatus,
+    Intent,
+    StartIntent,
+    StopIntent,
+    TaskType,
+)
 
 from .reasons import Reason
 
@@ -27,6 +38,8 @@ class Action(StrEnum):
     NOTHING = "nothing"  # already started (or terminally failed) for this generation and these credentials
     WAIT = "wait"  # a fresh start intent is in flight, or the backoff of a failed attempt runs: look again later
     VERIFY = "verify"  # a start may have happened (crash or lost response): ask GetDISyncInstanceInfo first
+    ADOPT = "adopt"  # taking over from ObserveOnly: a running task is recorded as started (Adopted), else started
+    CARRY = "carry"  # only lifecycle fields changed and the task still runs from our start: record, don't start
     START = "start"
 
 
@@ -45,31 +58,80 @@ def unanswered(status: DISyncInstanceStatus, intent: StartIntent | None) -> Star
     return status.unverified_intent
 
 
+IntentT = TypeVar("IntentT", bound=Intent)
+
+
 @dataclass(frozen=True)
-class IntentOnObject:
-    """The start-intent annotation as read: the intent, or (`unreadable`) an annotation that can't be trusted (not
-    ours, malformed, or dated in the future). An unreadable one may still stand for a start that was sent, so it
+class IntentOnObject(Generic[IntentT]):
+    """An intent annotation as read: the intent, or (`unreadable`) an annotation that can't be trusted (not ours,
+    malformed, or dated in the future). An unreadable start intent may still stand for a start that was sent, so it
     makes the next start verify first; it never makes anything wait."""
 
-    intent: StartIntent | None = None
+    intent: IntentT | None = None
     unreadable: str | None = None  # what is wrong with it
 
 
-def read_intent(raw: str | None, at: dt.datetime, lease_seconds: float) -> IntentOnObject:
+def read_intent(raw: str | None, at: dt.datetime, lease_seconds: float, kind: type[IntentT]) -> IntentOnObject[IntentT]:
     if not raw:
         return IntentOnObject()
     try:
-        intent = StartIntent.model_validate_json(raw)
-    except ValueError:
-        return IntentOnObject(unreadable="not a start intent")
+        intent = kind.model_validate_json(raw)
+    except ValidationError:
+        return IntentOnObject(unreadable=f"not a {kind.__name__}")
     if (intent.since - at).total_seconds() > lease_seconds:
         # Trusting it would wait until that date: a clock that far ahead, or a hand-written value.
         return IntentOnObject(unreadable=f"dated in the future ({intent.since.isoformat()})")
     return IntentOnObject(intent)
 
 
-def new_intent(generation: int, me: str, at: dt.datetime) -> StartIntent:
-    return StartIntent(generation=generation, since=at, owner=me, id=secrets.token_hex(8))
+def in_flight(intent: Intent, at: dt.datetime, lease_seconds: float) -> float:
+    """How long the call of `intent` may still be in flight or executing server-side (0: it can't be any more). The
+    lease outlasts the client's timeouts; a call that got an HTTP answer is not in flight."""
+    if intent.call_ended:
+        return 0.0
+    return max(0.0, lease_seconds - (at - intent.since).total_seconds())
+
+
+def new_intent(generation: int, me: str, at: dt.datetime, *, restart: int | None = None) -> StartIntent:
+    return StartIntent(generation=generation, since=at, owner=me, id=secrets.token_hex(8), restart=restart)
+
+
+def new_stop_intent(generation: int, me: str, at: dt.datetime) -> StopIntent:
+    return StopIntent(generation=generation, since=at, owner=me, id=secrets.token_hex(8))
+
+
+def unanswered_stop(status: DISyncInstanceStatus, intent: StopIntent | None) -> StopIntent | None:
+    """The stop intent whose outcome is unknown, if any (as `unanswered` for starts)."""
+    if intent is not None and intent.id is not None and intent.id != status.answered_stop_intent:
+        return intent
+    return status.unverified_stop_intent
+
+
+def last_start_generation(status: DISyncInstanceStatus, intent: StartIntent | None) -> int | None:
+    """The newest generation a start was made for, or may have been made for (an intent with no known outcome)."""
+    open_start = unanswered(status, intent)
+    known = [g for g in (status.started_generation, open_start.generation if open_start else None) if g is not None]
+    return max(known) if known else None
+
+
+def stopped_since_started(status: DISyncInstanceStatus, intent: StartIntent | None) -> bool:
+    """A suspend's stop took effect after the last start the operator made (or may have made), if any: the task is
+    stopped by us. (A stop is only made for a suspended generation, a start only for another one, so generations
+    order them.)"""
+    stopped = status.stopped_generation
+    if stopped is None:
+        return False
+    last = last_start_generation(status, intent)
+    return last is None or stopped > last
+
+
+def stop_may_be_pending(status: DISyncInstanceStatus, stop_intent: StopIntent | None) -> StopIntent | None:
+    """A suspend's stop with no known outcome that came after the last recorded start: it may have stopped the task."""
+    open_stop = unanswered_stop(status, stop_intent)
+    if open_stop is None:
+        return None
+    started = status.started_generation
+    return open_stop if started is None or open_stop.generation > started else None
 
 
 def failed_for_good(status: DISyncInstanceStatus, generation: int, credentials_version: str) -> bool:
@@ -91,10 +153,13 @@ def decide_start(
     intent: StartIntent | None = None,
     unreadable_intent: bool = False,
     handed_over: bool = False,
+    stop_intent: StopIntent | None = None,
+    spec_digest: str | None = None,
 ) -> StartDecision:
     """`intent`: the start intent on the object, if any; `unreadable_intent`: there is an annotation that can't be
     read, so a start may have been sent that nothing records; `handed_over`: the task was another resource's until
-    now (it may run, or be stopping)."""
+    now (it may run, or be stopping); `stop_intent`: a suspend's stop intent on the object; `spec_digest`: the
+    spec's `start_digest()` (None: every generation needs its start, as before lifecycle fields existed)."""
     if status.started_generation == generation:
         return StartDecision(Action.NOTHING, why=f"generation {generation} already started")
     if failed_for_good(status, generation, credentials_version):
@@ -111,23 +176,48 @@ def decide_start(
         # The intent is written when the request is sent. Until the lease has passed, that request may still be
         # in flight, or executing server-side after a client timeout, whoever sent it (this process or another):
         # verifying before then could see NORUN and start a second time. The lease outlasts the client's timeouts.
-        age = (at - open_intent.since).total_seconds()
-        if age < lease_seconds and not open_intent.call_ended:
-            return StartDecision(
-                Action.WAIT, wait_seconds=lease_seconds - age, why=f"start in flight by {open_intent.owner}"
-            )
+        wait = in_flight(open_intent, at, lease_seconds)
+        if wait > 0:
+            return StartDecision(Action.WAIT, wait_seconds=wait, why=f"start in flight by {open_intent.owner}")
         return StartDecision(Action.VERIFY, why="an earlier start of this generation has no recorded outcome")
+    open_stop = unanswered_stop(status, stop_intent)
+    if open_stop is not None and in_flight(open_stop, at, lease_seconds) > 0:
+        # A suspend's stop may still execute: a start sent before it lands would be undone by it.
+        wait = in_flight(open_stop, at, lease_seconds)
+        return StartDecision(Action.WAIT, wait_seconds=wait, why=f"stop in flight by {open_stop.owner}")
     if unreadable_intent:
         return StartDecision(Action.VERIFY, why="the start-intent annotation can't be read")
     if handed_over:
         return StartDecision(Action.VERIFY, why="the task was another resource's: its live state decides")
+    if adopting(status):
+        return StartDecision(Action.ADOPT, why="taking the task over from ObserveOnly: its live state decides")
+    if (
+        spec_digest is not None
+        and status.started_generation is not None
+        and status.started_spec_digest == spec_digest
+        and not stopped_since_started(status, intent)
+        and stop_may_be_pending(status, stop_intent) is None
+        and (open_intent is None or open_intent.generation <= status.started_generation)
+    ):
+        return StartDecision(
+            Action.CARRY, why=f"only lifecycle fields changed since generation {status.started_generation} started"
+        )
     return StartDecision(Action.START)
 
 
+def adopting(status: DISyncInstanceStatus) -> bool:
+    """The last generation handled was ObserveOnly, after any start of ours: Full takes the task over as it is."""
+    observed_only = status.observe_only_generation
+    started = status.started_generation
+    return observed_only is not None and (started is None or observed_only > started)
+
+
 def needs_finalizer(spec: DISyncInstanceSpec) -> bool:
-    """Only a real-time task with deletionPolicy Stop has something to do at deletion: the others are let go at
-    once, which saves each of them a write (and its deletion a round trip)."""
-    return spec.task_type is TaskType.DI_REALTIME and spec.deletion_policy is DeletionPolicy.STOP
+    """Only a real-time task with deletionPolicy Stop, managed Full, has something to do at deletion: the others are
+    let go at once, which saves each of them a write (and its deletion a round trip)."""
+    return (
+        spec.task_type is TaskType.DI_REALTIME and spec.deletion_policy is DeletionPolicy.STOP and not spec.observe_only
+    )
 
 
 def start_took_effect(task_type: TaskType, info: InstanceInfoResponse) -> bool:
@@ -147,8 +237,9 @@ def still_stopping(task_type: TaskType, info: InstanceInfoResponse) -> bool:
     return task_type is TaskType.DI_REALTIME and (info.data.status or "").upper() == "KILLING"
 
 
-def start_may_have_happened(error: DataWorksError) -> bool:
-    """After this error, could the start have taken effect server-side? Then the next try verifies first."""
+def call_may_have_taken_effect(error: DataWorksError) -> bool:
+    """After this error, could the call (a start, or a suspend's stop) have taken effect server-side? Then the next
+    try verifies first."""
     if isinstance(error, ThrottlingError) or not error.retryable:
         return False  # the gateway refused it, or the API answered with a definite failure
     if isinstance(error, TransportError) and not error.request_may_have_been_sent:  # noqa: SIM103
@@ -191,8 +282,10 @@ def decide_stop(spec: DISyncInstanceSpec, status: DISyncInstanceStatus, intent: 
     never ran is harmless, leaving one running that we started is not."""
     if spec.deletion_policy is DeletionPolicy.ORPHAN:
         return StopAction.ORPHAN
-    if spec.task_type is not TaskType.DI_REALTIME:
-        return StopAction.RELEASE  # only real-time tasks can be stopped
+    if spec.task_type is not TaskType.DI_REALTIME or spec.observe_only:
+        return StopAction.RELEASE  # only real-time tasks can be stopped; ObserveOnly never stops one
+    if stopped_since_started(status, intent):
+        return StopAction.RELEASE  # a suspend already stopped it: one stop is enough
     return StopAction.STOP if started_by_us(status, intent) else StopAction.RELEASE
 
 

@@ -20,7 +20,11 @@ _Entry = tuple[TaskKey, str, bool, str]
 
 
 def task_key(body: dict[str, Any], default_region: str | None) -> TaskKey | None:
+    """The task the object manages; None if it names none, or only observes one (ObserveOnly acts on nothing, so it
+    claims nothing: it can watch a task another resource manages, and takes its turn once it is Full)."""
     spec = body.get("spec") or {}
+    if spec.get("managementPolicy") == "ObserveOnly":
+        return None
     project, file = spec.get("projectId"), spec.get("fileId")
     if not isinstance(project, int) or not isinstance(file, int):
         return None
