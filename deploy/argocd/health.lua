@@ -18,6 +18,7 @@ local degraded = {
   StopFailed = true,
   Conflict = true,
   IntentRejected = true,
+  RestartLimitReached = true,
 }
 -- Reasons the operator keeps working on (a retry with backoff, a start retried until the clock is right, a deletion
 -- under way): Progressing, even if Ready is True.
@@ -26,6 +27,7 @@ local transient = {
   RetryScheduled = true,
   ClockSkew = true,
   Deleting = true,
+  RestartScheduled = true,
 }
 
 local function describe(condition)
@@ -33,6 +35,14 @@ local function describe(condition)
     return tostring(condition.reason) .. ": " .. tostring(condition.message)
   end
   return tostring(condition.reason)
+end
+
+-- disync.dev/paused: "true": the operator acts on nothing, so the object keeps the health it had (a spec change is
+-- not waited for), and says it is paused.
+local paused = obj.metadata.annotations ~= nil and obj.metadata.annotations["disync.dev/paused"] == "true"
+local prefix = ""
+if paused then
+  prefix = "Paused (disync.dev/paused): "
 end
 
 local ready = nil
@@ -52,13 +62,17 @@ if obj.metadata.deletionTimestamp ~= nil then
     return hs
   end
   hs.status = "Progressing"
-  hs.message = "Pending deletion: stopping the task"
+  if paused then
+    hs.message = "Pending deletion: waiting until disync.dev/paused is removed"
+  else
+    hs.message = "Pending deletion: stopping the task"
+  end
   return hs
 end
 
 if ready == nil then
   hs.status = "Progressing"
-  hs.message = "Waiting for the operator to start the task"
+  hs.message = prefix .. "Waiting for the operator to start the task"
   return hs
 end
 
@@ -67,24 +81,32 @@ local observed = ready.observedGeneration
 if observed == nil and obj.status ~= nil then
   observed = obj.status.observedGeneration
 end
-if observed == nil or observed ~= obj.metadata.generation then
+if not paused and (observed == nil or observed ~= obj.metadata.generation) then
   hs.status = "Progressing"
   hs.message = "Waiting for the operator to act on generation " .. tostring(obj.metadata.generation)
   return hs
 end
 
-if degraded[ready.reason] then
-  hs.status = "Degraded"
-  hs.message = describe(ready)
+-- spec.suspend: stopped as asked (Argo CD's own word for it).
+if ready.reason == "Suspended" then
+  hs.status = "Suspended"
+  hs.message = prefix .. describe(ready)
   return hs
 end
 
+if degraded[ready.reason] then
+  hs.status = "Degraded"
+  hs.message = prefix .. describe(ready)
+  return hs
+end
+
+-- Running, Started, Observed (managementPolicy ObserveOnly, the task runs), Adopted (taken over, it ran).
 if ready.status == "True" and not transient[ready.reason] then
   hs.status = "Healthy"
-  hs.message = describe(ready)
+  hs.message = prefix .. describe(ready)
   return hs
 end
 
 hs.status = "Progressing"
-hs.message = describe(ready)
+hs.message = prefix .. describe(ready)
 return hs

@@ -98,9 +98,13 @@ def cr(
     synced_only: bool = False,
     status: bool = True,
     deleting: bool = False,
+    paused: str | None = None,
 ) -> dict[str, Any]:
-    """A DISyncInstance as the operator leaves it: `ready` is (status, reason, message) of the Ready condition."""
+    """A DISyncInstance as the operator leaves it: `ready` is (status, reason, message) of the Ready condition;
+    `paused`: the value of its disync.dev/paused annotation."""
     metadata: dict[str, Any] = {"name": "orders", "namespace": "data", "generation": generation}
+    if paused is not None:
+        metadata["annotations"] = {"disync.dev/paused": paused, "team": "data"}
     if deleting:
         metadata["deletionTimestamp"] = "2025-01-01T00:00:00Z"
         metadata["finalizers"] = ["disync.dev/stop-instance"]
@@ -182,6 +186,56 @@ SAMPLES: list[tuple[str, dict[str, Any], str, str]] = [
         "StopFailed: Forbidden.Access: no",
     ),
     ("terminal-without-message", cr(ready=("False", "StartFailed", "")), "Degraded", "StartFailed"),
+    # The lifecycle: suspend is Argo CD's Suspended; an observed or adopted task that runs is Healthy.
+    (
+        "suspended",
+        cr(ready=("False", "Suspended", "suspended: StopDISyncInstance succeeded")),
+        "Suspended",
+        "Suspended",
+    ),
+    (
+        "suspended-generation-behind",
+        cr(generation=2, observed=1, ready=("False", "Suspended", "suspended")),
+        "Progressing",
+        "generation 2",
+    ),
+    ("observed", cr(ready=("True", "Observed", "observed only; the task runs")), "Healthy", "Observed"),
+    ("adopted", cr(ready=("True", "Adopted", "taken over from ObserveOnly")), "Healthy", "Adopted"),
+    ("restart-scheduled", cr(ready=("False", "RestartScheduled", "restarting in 1.0s")), "Progressing", "Restart"),
+    # A paused object keeps the health it had, whatever changed in its spec meanwhile, and says it is paused.
+    (
+        "paused-healthy-spec-changed",
+        cr(generation=4, observed=2, paused="true", ready=("True", "Running", "running")),
+        "Healthy",
+        "Paused (disync.dev/paused): Running",
+    ),
+    (
+        "paused-degraded",
+        cr(paused="true", ready=("False", "AccessDenied", TERMINAL_MESSAGE)),
+        "Degraded",
+        "Paused (disync.dev/paused): AccessDenied",
+    ),
+    (
+        "paused-suspended",
+        cr(generation=3, observed=2, paused="true", ready=("False", "Suspended", "suspended")),
+        "Suspended",
+        "Paused",
+    ),
+    (
+        "paused-progressing",
+        cr(paused="true", ready=("False", "RetryScheduled", "retrying")),
+        "Progressing",
+        "Paused (disync.dev/paused): RetryScheduled",
+    ),
+    ("paused-no-status", cr(paused="true", status=False), "Progressing", "Paused"),
+    ("paused-deleted", cr(deleting=True, paused="true"), "Progressing", "waiting until disync.dev/paused is removed"),
+    # Only "true" pauses: any other value is an ordinary annotation.
+    (
+        "paused-false-generation-behind",
+        cr(generation=2, observed=1, paused="false", ready=("True", "Running", "running")),
+        "Progressing",
+        "generation 2",
+    ),
 ]
 for _reason in (
     "StartFailed",
@@ -194,6 +248,7 @@ for _reason in (
     "StopFailed",
     "Conflict",
     "IntentRejected",
+    "RestartLimitReached",
 ):
     SAMPLES.append((f"terminal-{_reason}", cr(ready=("False", _reason, TERMINAL_MESSAGE)), "Degraded", _reason))
 
@@ -214,7 +269,8 @@ def test_every_operator_reason_has_a_sample() -> None:
     sampled = {
         c["reason"] for s in SAMPLES for c in s[1].get("status", {}).get("conditions", []) if c["type"] == "Ready"
     }
-    ready_reasons = {r.value for r in Reason} - {Reason.RECONCILE_SUCCESS, Reason.RECONCILE_ERROR}  # Synced only
+    synced_only = {Reason.RECONCILE_SUCCESS, Reason.RECONCILE_ERROR, Reason.RECONCILE_PAUSED}
+    ready_reasons = {r.value for r in Reason} - synced_only
     assert ready_reasons <= sampled
     # Everything the operator will not retry on its own must be Degraded.
     degraded = {s[1]["status"]["conditions"][0]["reason"] for s in SAMPLES if s[2] == "Degraded"}
@@ -255,14 +311,15 @@ def test_argocd_cm_patch_embeds_exactly_the_script() -> None:
 
 
 def test_ignore_resource_updates_covers_what_the_operator_writes() -> None:
-    """The operator writes status, its finalizer and its start intent, nothing else (test_deploy checks that on a
-    real run)."""
+    """The operator writes status, its finalizer and its start and stop intents, nothing else (test_deploy checks that
+    on a real run)."""
     patch = yaml.safe_load((ARGOCD / "argocd-cm-patch.yaml").read_text())
     rules = yaml.safe_load(patch["data"][IGNORE_KEY])
     assert rules["jsonPointers"] == [
         "/status",
         "/metadata/finalizers",
         "/metadata/annotations/disync.dev~1start-intent",
+        "/metadata/annotations/disync.dev~1stop-intent",
     ]
 
 
