@@ -251,3 +251,29 @@ def test_demo_file_is_the_emulators() -> None:
     text = resources.files("disync_operator.emulator").joinpath("demo-emulator.yaml").read_text()
     assert "LTAIdemoAccessKeyId" in text
     assert EmulatorConfig.from_yaml_text(text) == demo_config()
+
+
+async def test_console_calls_act_without_entering_the_request_log(
+    emu: tuple[Emulator, str], http: httpx.AsyncClient
+) -> None:
+    emulator, url = emu
+    started = await http.post(f"{url}/_emulator/console/10000/100/start")
+    assert (started.status_code, started.json()["state"], started.json()["console_start_count"]) == (200, "WAIT", 1)
+    failed = await http.post(f"{url}/_emulator/console/10000/100/fail", json={"times": 2, "state": "PAUSE"})
+    assert (failed.json()["state"], failed.json()["failure_count"]) == ("PAUSE", 1)
+    assert emulator.state.instance(10000, 100).state == "PAUSE"
+    stopped = await http.post(f"{url}/_emulator/console/10000/100/stop")
+    assert stopped.json()["console_stop_count"] == 1
+    assert (await http.get(f"{url}/_emulator/requests")).json() == []
+    # Bad input is refused with what is wrong, and changes nothing.
+    bad = [
+        await http.post(f"{url}/_emulator/console/10000/100/fail", json={"times": -1}),
+        await http.post(f"{url}/_emulator/console/10000/100/fail", json={"surprise": 1}),
+        await http.post(f"{url}/_emulator/console/10000/100/fail", content=b"not json"),
+        await http.post(f"{url}/_emulator/console/10000/200/stop"),
+        await http.post(f"{url}/_emulator/console/10000/999/stop"),
+        await http.post(f"{url}/_emulator/console/10000/100/explode"),
+        await http.post(f"{url}/_emulator/console/x/100/stop"),
+    ]
+    assert [r.status_code for r in bad] == [400, 400, 400, 400, 404, 404, 400]
+    assert emulator.state.instance(10000, 100).failure_count == 1

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from disync_operator.emulator import ApiError, EmulatorConfig, EmulatorState, demo_config
+from disync_operator.emulator import ApiError, ConsoleFailure, EmulatorConfig, EmulatorState, demo_config
 from disync_operator.emulator._state import validate_start_param
 
 PROJECT = "10000"
@@ -349,3 +349,77 @@ def test_demo_config_registry() -> None:
         (101, "DI_REALTIME", "users_realtime"),
         (200, "DI_SOLUTION", "warehouse_solution"),
     }
+
+
+# --- the console: a person's start and stop, and a task that fails ---------------------------------------------------
+
+
+def test_a_console_stop_stops_without_an_api_call(
+    state: EmulatorState, config: EmulatorConfig, clock: FakeClock
+) -> None:
+    call(state, config, "StartDISyncInstance")
+    clock.advance(10)
+    assert state.console_stop(10000, 100).state == "KILLING"
+    clock.advance(2.01)
+    view = state.instance(10000, 100)
+    assert (view.state, view.stop_count, view.console_stop_count) == ("PAUSE", 0, 1)
+    assert state.console_start(10000, 100).state == "WAIT"
+    clock.advance(5.01)
+    view = state.instance(10000, 100)
+    assert (view.state, view.start_count, view.console_start_count) == ("RUN", 1, 1)
+
+
+def test_console_calls_refuse_a_solution_an_unknown_task_and_a_stopping_task(
+    state: EmulatorState, config: EmulatorConfig, clock: FakeClock
+) -> None:
+    with pytest.raises(ApiError) as solution:
+        state.console_stop(10000, 200)
+    with pytest.raises(ApiError) as unknown:
+        state.console_start(10000, 999)
+    call(state, config, "StartDISyncInstance")
+    clock.advance(10)
+    state.console_stop(10000, 100)
+    with pytest.raises(ApiError) as stopping:
+        state.console_start(10000, 100)
+    assert (solution.value.http_status, unknown.value.http_status, stopping.value.http_status) == (400, 404, 409)
+
+
+def test_a_running_task_made_to_fail_fails_at_once(
+    state: EmulatorState, config: EmulatorConfig, clock: FakeClock
+) -> None:
+    call(state, config, "StartDISyncInstance")
+    clock.advance(10)
+    view = state.fail(10000, 100, ConsoleFailure(times=1))
+    assert (view.state, view.failure_count) == ("NORUN", 1)
+    call(state, config, "StartDISyncInstance")  # the one failure is spent: this run goes on
+    clock.advance(100)
+    assert status(state, config) == "RUN"
+
+
+def test_a_task_that_keeps_failing_fails_after_every_start(
+    state: EmulatorState, config: EmulatorConfig, clock: FakeClock
+) -> None:
+    state.fail(10000, 100, ConsoleFailure(times=None, run_seconds=3, state="PAUSE"))
+    assert state.instance(10000, 100).failure_count == 0  # it did not run: nothing failed yet
+    for run in range(1, 4):
+        call(state, config, "StartDISyncInstance")
+        clock.advance(5.01)
+        assert status(state, config) == "RUN"
+        clock.advance(3)
+        assert status(state, config) == "PAUSE"
+        assert state.instance(10000, 100).failure_count == run
+    state.fail(10000, 100, ConsoleFailure(times=0))  # healed
+    call(state, config, "StartDISyncInstance")
+    clock.advance(100)
+    assert status(state, config) == "RUN"
+
+
+def test_an_api_stop_before_a_planned_failure_is_a_plain_stop(
+    state: EmulatorState, config: EmulatorConfig, clock: FakeClock
+) -> None:
+    state.fail(10000, 100, ConsoleFailure(times=1, run_seconds=60))
+    call(state, config, "StartDISyncInstance")
+    clock.advance(10)
+    call(state, config, "StopDISyncInstance")
+    clock.advance(100)
+    assert status(state, config) == "PAUSE"

@@ -97,6 +97,30 @@ class EmulatorProcess:
     def set_faults(self, **faults: Any) -> None:
         self._admin("PUT", "faults", faults)
 
+    def console_start(self, file_id: int, project: int = 10000) -> dict[str, Any]:
+        """Start the task as a person in the DataWorks console would (no API call in the request log)."""
+        view: dict[str, Any] = self._admin("POST", f"console/{project}/{file_id}/start")
+        return view
+
+    def console_stop(self, file_id: int, project: int = 10000) -> dict[str, Any]:
+        """Stop the task as a person in the DataWorks console would (no API call in the request log)."""
+        view: dict[str, Any] = self._admin("POST", f"console/{project}/{file_id}/stop")
+        return view
+
+    def fail(
+        self,
+        file_id: int,
+        *,
+        times: int | None = None,
+        run_seconds: float = 0.0,
+        state: str = "NORUN",
+        project: int = 10000,
+    ) -> dict[str, Any]:
+        """Make the task fail: now if it runs, and after each of the next `times` starts (None: every one)."""
+        body = {"times": times, "run_seconds": run_seconds, "state": state}
+        view: dict[str, Any] = self._admin("POST", f"console/{project}/{file_id}/fail", body)
+        return view
+
     def starts(self, file_id: int | None = None, outcome: str | None = "success") -> list[dict[str, Any]]:
         """StartDISyncInstance calls in the log (by default the ones that took effect), optionally for one file."""
         found = []

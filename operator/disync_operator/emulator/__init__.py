@@ -13,6 +13,7 @@ faults on demand and exposes a loopback admin API under ``/_emulator/``. See ``d
 
 from disync_operator.emulator._config import (
     AccessKeyConfig,
+    ConsoleFailure,
     EmulatorConfig,
     FaultConfig,
     ProjectConfig,
@@ -28,6 +29,7 @@ from disync_operator.emulator._state import EmulatorState, InstanceView
 __all__ = [
     "AccessKeyConfig",
     "ApiError",
+    "ConsoleFailure",
     "Emulator",
     "EmulatorConfig",
     "EmulatorState",

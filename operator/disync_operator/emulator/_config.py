@@ -91,6 +91,16 @@ class TimingsConfig(_Strict):
     stop_state: Literal["PAUSE", "NORUN"] = "PAUSE"
 
 
+class ConsoleFailure(_Strict):
+    """``POST /_emulator/console/{project}/{file}/fail``: the real-time task fails, as a task does when its source
+    goes away. A task running now fails at once; each of the next ``times`` starts (``null``: every start from now
+    on) runs ``run_seconds`` after its WAIT, then fails. ``times: 0`` heals it."""
+
+    times: int | None = Field(default=None, ge=0, le=1_000_000)
+    run_seconds: float = Field(default=0, ge=0, le=3600)
+    state: Literal["PAUSE", "NORUN"] = "NORUN"
+
+
 class FaultConfig(_Strict):
     """Injected misbehaviour. The five ``*_rate`` faults are mutually exclusive per request (one RNG draw picks at
     most one), so their sum must not exceed 1. The hostile-answer options below them shape the answers that get

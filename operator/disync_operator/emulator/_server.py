@@ -20,7 +20,14 @@ from pydantic import ValidationError
 
 from disync_operator.dataworks._signing import parse_authorization
 from disync_operator.emulator._auth import SignedRequest, Verifier, WallClock
-from disync_operator.emulator._config import ACTIONS, API_VERSION, EmulatorConfig, FaultConfig, demo_config
+from disync_operator.emulator._config import (
+    ACTIONS,
+    API_VERSION,
+    ConsoleFailure,
+    EmulatorConfig,
+    FaultConfig,
+    demo_config,
+)
 from disync_operator.emulator._errors import ApiError
 from disync_operator.emulator._faults import FaultDecision, FaultEngine, Hostile
 from disync_operator.emulator._hostile import (
@@ -152,6 +159,7 @@ class Emulator:
         app.router.add_put("/_emulator/faults", self._put_faults)
         app.router.add_get("/_emulator/instances", self._get_instances)
         app.router.add_delete("/_emulator/instances", self._reset_instances)
+        app.router.add_post("/_emulator/console/{project}/{file}/{action}", self._console)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -470,6 +478,31 @@ class Emulator:
 
     async def _get_instances(self, request: web.Request) -> web.Response:
         return web.json_response([view.as_dict() for view in self.state.instances()])
+
+    async def _console(self, request: web.Request) -> web.Response:
+        """What a person does in the DataWorks console (start, stop), or a task failing (fail): not API calls, so
+        neither in the request log nor in the API's counts; the instance's console_*_count and failure_count say."""
+        try:
+            project, file = int(request.match_info["project"]), int(request.match_info["file"])
+        except ValueError:
+            return web.json_response({"error": "project and file must be integers"}, status=400)
+        action = request.match_info["action"]
+        try:
+            if action == "start":
+                view = self.state.console_start(project, file)
+            elif action == "stop":
+                view = self.state.console_stop(project, file)
+            elif action == "fail":
+                raw = await request.json() if request.can_read_body else {}
+                view = self.state.fail(project, file, ConsoleFailure.model_validate(raw))
+            else:
+                return web.json_response({"error": f"unknown console action {action!r}: start, stop, fail"}, status=404)
+        except ValueError as exc:  # a body that is not JSON, or not a ConsoleFailure
+            return web.json_response({"error": "invalid failure", "details": str(exc)[:500]}, status=400)
+        except ApiError as err:
+            return web.json_response({"error": err.code, "message": err.message}, status=err.http_status)
+        log.info("console %s of %s/%s: now %s", action, project, file, view.state)
+        return web.json_response(view.as_dict())
 
     async def _reset_instances(self, request: web.Request) -> web.Response:
         self.state.reset()

@@ -9,6 +9,11 @@ Real-time task lifecycle (``Data.Status`` of GetDISyncInstanceInfo)::
     NORUN/PAUSE --start--> WAIT --(start_wait_seconds)--> RUN
     WAIT/RUN    --stop---> KILLING --(stop_seconds)--> PAUSE (or NORUN, timings.stop_state)
     any         --terminate--> NORUN (undeployed)
+    WAIT/RUN    --fail---> NORUN (or PAUSE, as the failure says)
+
+Besides the API, the admin calls act as a person in the DataWorks console would (`console_start`, `console_stop`:
+not API calls, so not in the request log or the API counts), or make the task fail (`fail`): now if it runs, and
+after each of the next starts, so tests can drive drift.
 
 Choices where the cloud's behaviour is not documented (kept deliberately simple and stable):
 
@@ -32,8 +37,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from disync_operator.emulator._config import TASK_TYPES, AccessKeyConfig, EmulatorConfig, TimingsConfig
-from disync_operator.emulator._errors import forbidden, param_invalid
+from disync_operator.emulator._config import (
+    TASK_TYPES,
+    AccessKeyConfig,
+    ConsoleFailure,
+    EmulatorConfig,
+    TimingsConfig,
+)
+from disync_operator.emulator._errors import ApiError, forbidden, param_invalid
 
 Clock = Callable[[], float]
 
@@ -82,6 +93,9 @@ class InstanceView:
     stop_count: int
     terminate_count: int
     last_start_param: dict[str, Any] | None
+    console_start_count: int = 0
+    console_stop_count: int = 0
+    failure_count: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +109,9 @@ class InstanceView:
             "stop_count": self.stop_count,
             "terminate_count": self.terminate_count,
             "last_start_param": self.last_start_param,
+            "console_start_count": self.console_start_count,
+            "console_stop_count": self.console_stop_count,
+            "failure_count": self.failure_count,
         }
 
 
@@ -114,10 +131,20 @@ class _Instance:
     stop_count: int = 0
     terminate_count: int = 0
     last_start_param: dict[str, Any] | None = field(default=None)
+    console_start_count: int = 0
+    console_stop_count: int = 0
+    failure_count: int = 0
+    # A failure armed by `fail`: how many more runs fail (None: every one), after how long, into which state.
+    failures_left: int | None = 0
+    fail_run_seconds: float = 0.0
+    fail_state: str = "NORUN"
+    fail_at: float | None = None  # when the current run fails, if it does
 
     def state_at(self, now: float, timings: TimingsConfig) -> str:
         if self.phase == "starting":
-            return "WAIT" if now < self.since + timings.start_wait_seconds else "RUN"
+            if now < self.since + timings.start_wait_seconds:
+                return "WAIT"
+            return self.fail_state if self.fail_at is not None and now >= self.fail_at else "RUN"
         if self.phase == "stopping":
             return "KILLING" if now < self.since + timings.stop_seconds else self.stop_target
         return self.settled_state
@@ -134,7 +161,22 @@ class _Instance:
             stop_count=self.stop_count,
             terminate_count=self.terminate_count,
             last_start_param=self.last_start_param,
+            console_start_count=self.console_start_count,
+            console_stop_count=self.console_stop_count,
+            failure_count=self.failure_count,
         )
+
+    def begin_run(self, now: float, timings: TimingsConfig) -> None:
+        """A start (by the API or the console) of a stopped task: WAIT, then RUN, then a failure if one is armed."""
+        self.phase, self.since, self.fail_at = "starting", now, None
+        if self.failures_left is None or self.failures_left > 0:
+            self.fail_at = now + timings.start_wait_seconds + self.fail_run_seconds
+            self.failure_count += 1
+            if self.failures_left is not None:
+                self.failures_left -= 1
+
+    def begin_stop(self, now: float, target: str) -> None:
+        self.phase, self.since, self.stop_target, self.fail_at = "stopping", now, target, None
 
 
 def _fail(message: str, **extra: Any) -> DispatchResult:
@@ -251,6 +293,57 @@ class EmulatorState:
         with self._lock:
             return handler(project_id, file_id, task_type, query)
 
+    # -- the console (admin calls, not the API) ---------------------------------------------------------------
+
+    def _console_task(self, project_id: int, file_id: int) -> _Instance:
+        found = self._instances.get((project_id, file_id))
+        if found is None:
+            raise ApiError(404, "InvalidFile.NotFound", f"project {project_id} has no task {file_id}.")
+        if found.task_type != "DI_REALTIME":
+            raise param_invalid("Only a DI_REALTIME task can be started, stopped or made to fail in the console.")
+        return found
+
+    def console_start(self, project_id: int, file_id: int) -> InstanceView:
+        """Start a stopped real-time task as a person in the console would (not an API call)."""
+        with self._lock:
+            found = self._console_task(project_id, file_id)
+            now = self._clock()
+            state = found.state_at(now, self.timings)
+            if state == "KILLING":
+                raise ApiError(409, "Task.Stopping", f"fileId:[{file_id}] is being stopped.")
+            if state not in ("WAIT", "RUN"):
+                found.begin_run(now, self.timings)
+            found.deployed = True
+            found.console_start_count += 1
+            return found.view(now, self.timings)
+
+    def console_stop(self, project_id: int, file_id: int) -> InstanceView:
+        """Stop a running real-time task as a person in the console would (not an API call)."""
+        with self._lock:
+            found = self._console_task(project_id, file_id)
+            now = self._clock()
+            if found.state_at(now, self.timings) in ("WAIT", "RUN"):
+                found.begin_stop(now, self.timings.stop_state)
+            found.console_stop_count += 1
+            return found.view(now, self.timings)
+
+    def fail(self, project_id: int, file_id: int, failure: ConsoleFailure) -> InstanceView:
+        """Make the task fail: now, if it runs, and after each of the next `failure.times` starts."""
+        with self._lock:
+            found = self._console_task(project_id, file_id)
+            now = self._clock()
+            found.failures_left = failure.times
+            found.fail_run_seconds = failure.run_seconds
+            found.fail_state = failure.state
+            if failure.times == 0:
+                found.fail_at = None  # healed: the current run goes on
+            elif found.state_at(now, self.timings) in ("WAIT", "RUN"):
+                found.phase, found.settled_state, found.since, found.fail_at = "settled", failure.state, now, None
+                found.failure_count += 1
+                if found.failures_left is not None:
+                    found.failures_left -= 1
+            return found.view(now, self.timings)
+
     # -- actions; called with the lock held ------------------------------------------------------------------
 
     def _lookup(self, project_id: int, file_id: int, task_type: str) -> _Instance | DispatchResult:
@@ -272,7 +365,7 @@ class EmulatorState:
         if state == "KILLING":
             return _fail(f"fileId:[{file_id}] is being stopped; start it again once it has stopped.")
         if state not in ("WAIT", "RUN"):
-            found.phase, found.since = "starting", now
+            found.begin_run(now, self.timings)
         found.deployed = True
         found.ever_started = True
         found.start_count += 1
@@ -287,7 +380,7 @@ class EmulatorState:
             return found
         now = self._clock()
         if found.state_at(now, self.timings) in ("WAIT", "RUN"):
-            found.phase, found.since, found.stop_target = "stopping", now, self.timings.stop_state
+            found.begin_stop(now, self.timings.stop_state)
         found.stop_count += 1
         return _ok()
 
@@ -297,7 +390,7 @@ class EmulatorState:
         found = self._lookup(project_id, file_id, task_type)
         if isinstance(found, DispatchResult):
             return found
-        found.phase, found.settled_state, found.since = "settled", "NORUN", self._clock()
+        found.phase, found.settled_state, found.since, found.fail_at = "settled", "NORUN", self._clock(), None
         found.deployed = False
         found.terminate_count += 1
         return _ok()
