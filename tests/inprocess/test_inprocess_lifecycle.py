@@ -293,10 +293,12 @@ async def test_observe_only_to_full_on_a_running_task_adopts_it_without_a_start(
     status = operator.status("a")
     assert (status["startedGeneration"], status["instanceState"]) == (2, "RUN")
     assert operator.events() == [("Normal", "Adopted")]
-    # Managed now: a finalizer only comes with a start intent; deletion stops what it adopted... once it started it.
-    operator.kube.edit("a", spec={**REALTIME, "suspend": True})
+    # Managed now: its deletion stops what was taken over, as it would what was started.
+    assert operator.kube.objects[("default", "a")]["metadata"]["finalizers"] == [t.FINALIZER]
+    operator.kube.delete("a")
     await operator.visit("a")
     assert operator.dataworks.calls[-1] == (STOP, 100)
+    assert ("default", "a") not in operator.kube.objects
 
 
 async def test_observe_only_to_full_on_a_stopped_task_starts_it_once(operator: Operator) -> None:

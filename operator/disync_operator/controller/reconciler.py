@@ -118,6 +118,9 @@ class Reconciler(ObjectContext):
             self.rt.owners.handed_over.discard(self.uid)
             if policy.start_took_effect(spec.task_type, info):
                 state = info.data.status
+                if adopting and policy.needs_finalizer(spec) and t.FINALIZER not in self.finalizers:
+                    # Managed from now on: deletion stops what was taken over, as it would what was started.
+                    await self.patch_metadata(finalizers=[*self.finalizers, t.FINALIZER])
                 update = policy.started(
                     self.status,
                     self.generation,
