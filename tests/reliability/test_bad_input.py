@@ -41,6 +41,9 @@ DDL_ACTIONS = [a.value for a in t.DDLAction]
 KNOWN_SPEC_FIELDS = {"projectId", "taskType", "fileId", "startParam", "startParamJSON", "region"} | {
     "credentials",
     "deletionPolicy",
+    "suspend",
+    "managementPolicy",
+    "restartPolicy",
 }
 
 # (spec, field path the API server must name) -- path None means the spec is valid by construction.
@@ -69,6 +72,9 @@ not_an_int = st.one_of(
     st.dictionaries(st.sampled_from("ab"), st.integers(0, 3), max_size=1),
 )
 not_a_string = st.one_of(st.integers(), st.booleans(), st.lists(st.text(max_size=3), max_size=2))
+not_a_bool = st.one_of(
+    st.sampled_from(["true", "false", "yes", ""]), st.integers(0, 1), st.lists(st.booleans(), max_size=1)
+)
 INT_FIELDS = [
     ("projectId",),
     ("fileId",),
@@ -76,7 +82,14 @@ INT_FIELDS = [
     ("startParam", "failoverLimit", "interval"),
     ("startParam", "errorLimit", "record"),
 ]
-STRING_FIELDS = [("taskType",), ("region",), ("deletionPolicy",), ("startParam", "ddlMarkMap", "ADDCOLUMN")]
+STRING_FIELDS = [
+    ("taskType",),
+    ("region",),
+    ("deletionPolicy",),
+    ("managementPolicy",),
+    ("restartPolicy",),
+    ("startParam", "ddlMarkMap", "ADDCOLUMN"),
+]
 RANGES = {
     ("projectId",): (1, INT64_MAX),
     ("fileId",): (1, INT64_MAX),
@@ -91,6 +104,8 @@ def wrong_type(draw: st.DrawFn) -> Case:
     if draw(st.booleans()):
         path = draw(st.sampled_from(INT_FIELDS))
         return _with(path, draw(not_an_int)), _dotted(path)
+    if draw(st.integers(0, 5)) == 0:
+        return _with(("suspend",), draw(not_a_bool)), "spec.suspend"
     path = draw(st.sampled_from(STRING_FIELDS))
     return _with(path, draw(not_a_string)), _dotted(path)
 
@@ -113,6 +128,8 @@ def unknown_enum(draw: st.DrawFn) -> Case:
             [
                 (("taskType",), [e.value for e in t.TaskType]),
                 (("deletionPolicy",), [e.value for e in t.DeletionPolicy]),
+                (("managementPolicy",), [e.value for e in t.ManagementPolicy]),
+                (("restartPolicy",), [e.value for e in t.RestartPolicy]),
                 (("startParam", "ddlMarkMap", draw(st.sampled_from(DDL_KINDS))), DDL_ACTIONS),
             ]
         )
@@ -135,6 +152,23 @@ def start_param_forms(draw: st.DrawFn) -> Case:
     if kind == "solution-json":
         spec["startParamJSON"] = json.dumps(spec.pop("startParam"))
     return spec, "spec.startParam"
+
+
+@st.composite
+def lifecycle_combination(draw: st.DrawFn) -> Case:
+    """What only real-time tasks can do (stop, restart), or what ObserveOnly never does (stop, start)."""
+    kind = draw(st.sampled_from(["suspend-solution", "restart-solution", "suspend-observe", "restart-observe"]))
+    spec = copy.deepcopy(BASE)
+    if kind.endswith("solution"):
+        spec["taskType"] = "DI_SOLUTION"
+        del spec["startParam"]
+    else:
+        spec["managementPolicy"] = "ObserveOnly"
+    if kind.startswith("suspend"):
+        spec["suspend"] = True
+        return spec, "spec.suspend"
+    spec["restartPolicy"] = "OnFailure"
+    return spec, "spec.restartPolicy"
 
 
 @st.composite
@@ -228,6 +262,14 @@ def valid_spec(draw: st.DrawFn) -> Case:
         spec["region"] = draw(st.from_regex(REGION, fullmatch=True))
     if draw(st.booleans()):
         spec["deletionPolicy"] = draw(st.sampled_from(["Stop", "Orphan"]))
+    realtime = spec["taskType"] == "DI_REALTIME"
+    if draw(st.booleans()):
+        spec["managementPolicy"] = draw(st.sampled_from(["Full", "ObserveOnly"]))
+    full = spec.get("managementPolicy", "Full") == "Full"
+    if draw(st.booleans()):
+        spec["suspend"] = draw(st.booleans()) and realtime and full
+    if draw(st.booleans()):
+        spec["restartPolicy"] = "OnFailure" if realtime and full and draw(st.booleans()) else "Never"
     if draw(st.booleans()):
         ref: dict[str, Any] = {"name": draw(st.from_regex(SECRET_NAME, fullmatch=True))}
         if draw(st.booleans()):
@@ -241,6 +283,7 @@ invalid_specs = st.one_of(
     out_of_range(),
     unknown_enum(),
     start_param_forms(),
+    lifecycle_combination(),
     huge_string(),
     bad_pattern(),
     other_namespace(),
