@@ -352,3 +352,12 @@ def test_a_restarted_task_stays_not_running_while_it_is_stopped() -> None:
     assert running is not None
     assert running.next_retry_time is None
     assert "next_retry_time" in running.model_fields_set
+
+
+def test_not_running_says_the_newest_state() -> None:
+    st = stopped_after_start(conditions=[ready("NotRunning")])
+    update = policy.observed(st, 1, TaskType.DI_REALTIME, info("NORUN"), T0).update
+    assert update is not None
+    condition = update.applied_to(st).condition(policy.READY)
+    assert condition is not None
+    assert "NORUN" in condition.message

@@ -24,7 +24,8 @@ class Observation:
 
 
 # What NotRunning becomes while restartPolicy OnFailure deals with it: the same drift, and what is done about it.
-NOT_RUNNING_REASONS = frozenset({Reason.NOT_RUNNING, Reason.RESTART_SCHEDULED, Reason.RESTART_LIMIT_REACHED})
+RESTART_REASONS = frozenset({Reason.RESTART_SCHEDULED, Reason.RESTART_LIMIT_REACHED})
+NOT_RUNNING_REASONS = RESTART_REASONS | {Reason.NOT_RUNNING}
 
 
 def live_condition(task_type: TaskType, info: InstanceInfoResponse) -> ConditionValue:
@@ -52,7 +53,7 @@ def observed(
     ready = live_condition(task_type, info)
     current = status.condition(READY)
     was_drifting = current is not None and current.reason in NOT_RUNNING_REASONS
-    if ready[1] is Reason.NOT_RUNNING and current is not None and current.reason in NOT_RUNNING_REASONS:
+    if ready[1] is Reason.NOT_RUNNING and current is not None and current.reason in RESTART_REASONS:
         ready = (current.status, Reason(current.reason), current.message)
     if (
         status.instance_state == state
