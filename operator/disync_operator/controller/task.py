@@ -171,11 +171,13 @@ class DataWorksTask:
     async def stop_once(
         self, spec: t.DISyncInstanceSpec, credentials: CredentialsProvider, *, write_intent: WriteStopIntent
     ) -> StopOutcome:
-        """StopDISyncInstance for a suspend: `write_intent` runs just before the request leaves, as for a start."""
+        """StopDISyncInstance for a suspend: `write_intent` (the stop intent) and the send window as for a start."""
         written: list[t.StopIntent] = []
 
-        async def before_send() -> None:
+        async def before_send() -> float:
+            send_by = time.monotonic() + self._send_window  # the stop intent has the start intent's lease
             written.append(await write_intent())
+            return send_by
 
         try:
             response = await self._client(spec).stop_instance(
