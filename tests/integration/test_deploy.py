@@ -373,8 +373,16 @@ def test_lifecycle_with_only_the_shipped_rbac(
     assert len(demo_emulator.starts(100)) == 2
     assert orders["metadata"]["finalizers"] == ["disync.dev/stop-instance"]
 
-    # Argo CD must not refresh on the operator's own bookkeeping: it writes status, its finalizer and its start
-    # intent annotation, nothing else, and Argo CD is told to ignore all three.
+    # Suspended (its stop intent is a metadata patch too) and resumed: one stop, one start.
+    kubectl("patch", "dsi", "orders-realtime", "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    wait_reason(kubectl, "orders-realtime", "Suspended")
+    kubectl("patch", "dsi", "orders-realtime", "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    orders = wait_ready(kubectl, "orders-realtime", generation=4)
+    assert len(demo_emulator.starts(100)) == 3
+    assert len(demo_emulator.requests("StopDISyncInstance")) == 1
+
+    # Argo CD must not refresh on the operator's own bookkeeping: it writes status, its finalizer and its start and
+    # stop intent annotations, nothing else, and Argo CD is told to ignore all of them.
     patch = yaml.safe_load((DEPLOY / "argocd" / "argocd-cm-patch.yaml").read_text())
     ignored = yaml.safe_load(patch["data"]["resource.customizations.ignoreResourceUpdates.disync.dev_DISyncInstance"])
     written = {
@@ -383,11 +391,12 @@ def test_lifecycle_with_only_the_shipped_rbac(
         for key in obj["metadata"].get("annotations", {})
         if key.startswith("disync.dev/")
     }
-    assert written == {"disync.dev/start-intent"}
+    assert written == {"disync.dev/start-intent", "disync.dev/stop-intent"}
     assert set(ignored["jsonPointers"]) == {
         "/status",
         "/metadata/finalizers",
         "/metadata/annotations/disync.dev~1start-intent",
+        "/metadata/annotations/disync.dev~1stop-intent",
     }
     # Only the real-time task with deletionPolicy Stop has a finalizer: the others have nothing to do at deletion.
     assert {n: o["metadata"].get("finalizers") for n, o in objs.items()} == {
@@ -401,12 +410,17 @@ def test_lifecycle_with_only_the_shipped_rbac(
         kubectl("delete", "dsi", name, "--timeout=60s")
     assert kubectl("get", "dsi", "-o", "name") == ""
     stops = demo_emulator.requests("StopDISyncInstance")
-    assert [(s["params"]["FileId"], s["code"]) for s in stops] == [("100", "success")]
+    assert [(s["params"]["FileId"], s["code"]) for s in stops] == [("100", "success")] * 2  # the suspend's, this one
 
     def reasons() -> set[tuple[str, str]]:
         return {(e["involvedObject"]["name"], e["reason"]) for e in kubectl.get_json("events")["items"]}
 
-    expected = {("orders-realtime", "Started"), ("orders-realtime", "Stopped"), ("users-realtime", "Orphaned")}
+    expected = {
+        ("orders-realtime", "Started"),
+        ("orders-realtime", "Suspended"),
+        ("orders-realtime", "Stopped"),
+        ("users-realtime", "Orphaned"),
+    }
     wait_for(lambda: expected <= reasons(), timeout=DEADLINE, what=f"events {expected}")
     # Events were only ever created (kopf never patches one): `create` alone sufficed, and nothing was refused.
     assert forbidden_lines(operator) == []
