@@ -19,7 +19,7 @@ from disync_operator.controller import policy
 from disync_operator.controller.context import ObjectContext, object_key
 from disync_operator.controller.credentials import CredentialsUnavailable, ResolvedCredentials
 from disync_operator.controller.runtime.kube import KubeError
-from disync_operator.dataworks import DataWorksError, OperationFailedError
+from disync_operator.dataworks import ActionResponse, DataWorksError, OperationFailedError
 
 
 def earliest(*delays: float | None) -> float | None:
@@ -139,27 +139,15 @@ class Reconciler(ObjectContext):
                     self.logger.info("generation %s was already started (live state %s)", self.generation, state)
                 return None
 
-        # The intent goes on the object when the rate limit lets the call go, before the request leaves.
-        try:
-            outcome = await self.rt.dataworks.start(spec, creds.provider, write_intent=lambda: self.write_intent(spec))
-        except KubeError as error:
-            if error.status != 422:
-                raise
-            # The API server refused the intent (e.g. annotations at their 256 KiB limit): nothing was sent.
-            return await self.intent_rejected(error)
-        if outcome.intent is not None:
-            self.status = policy.after_sending(self.status, self.generation, outcome.intent)
-            self.answering = outcome.intent
-        if outcome.error is not None:
-            may_have_started = policy.call_may_have_taken_effect(outcome.error)
-            return await self.start_failed(outcome.error, creds, keep_unverified=may_have_started)
-        assert outcome.response is not None
-        request_id = outcome.response.request_id
+        sent = await self.send_start(spec, creds)
+        if not isinstance(sent, ActionResponse):
+            return sent
+        request_id = sent.request_id
         await self.write(
             policy.started(
                 self.status,
                 self.generation,
-                outcome.response,
+                sent,
                 creds.version,
                 policy.now(),
                 spec_digest=spec.start_digest(),
@@ -170,6 +158,31 @@ class Reconciler(ObjectContext):
         )
         self.event("Normal", policy.EventReason.STARTED, f"StartDISyncInstance succeeded (RequestId {request_id})")
         return None
+
+    async def send_start(
+        self, spec: t.DISyncInstanceSpec, creds: ResolvedCredentials, *, restart: int | None = None
+    ) -> ActionResponse | float | None:
+        """StartDISyncInstance with its intent (written when the rate limit lets the call go, before the request
+        leaves): the answer, or, when it failed, what the failure's handling returned (when to look again)."""
+        try:
+            outcome = await self.rt.dataworks.start(
+                spec, creds.provider, write_intent=lambda: self.write_intent(spec, restart=restart)
+            )
+        except KubeError as error:
+            if error.status != 422:
+                raise
+            # The API server refused the intent (e.g. annotations at their 256 KiB limit): nothing was sent.
+            return await self.intent_rejected(error)
+        if outcome.intent is not None:
+            self.status = policy.after_sending(self.status, self.generation, outcome.intent)
+            self.answering = outcome.intent
+        if outcome.error is not None:
+            may_have_started = policy.call_may_have_taken_effect(outcome.error)
+            # A restart is of a task found stopped: it is not running whatever the failure.
+            running = None if restart is None else False
+            return await self.start_failed(outcome.error, creds, keep_unverified=may_have_started, running=running)
+        assert outcome.response is not None
+        return outcome.response
 
     async def conflict(self, owner: policy.TaskClaim) -> float:
         """Another resource manages this task: call nothing, say who. Looked at again every minute, and at once
@@ -326,25 +339,11 @@ class Reconciler(ObjectContext):
     async def restart(
         self, spec: t.DISyncInstanceSpec, creds: ResolvedCredentials, restart: int, state: str | None
     ) -> float | None:
-        try:
-            outcome = await self.rt.dataworks.start(
-                spec, creds.provider, write_intent=lambda: self.write_intent(spec, restart=restart)
-            )
-        except KubeError as error:
-            if error.status != 422:
-                raise
-            return await self.intent_rejected(error)
-        if outcome.intent is not None:
-            self.status = policy.after_sending(self.status, self.generation, outcome.intent)
-            self.answering = outcome.intent
-        if outcome.error is not None:
-            may_have_started = policy.call_may_have_taken_effect(outcome.error)
-            return await self.start_failed(outcome.error, creds, keep_unverified=may_have_started, running=False)
-        assert outcome.response is not None
-        request_id = outcome.response.request_id
-        await self.write(
-            policy.restarted(self.status, self.generation, restart, policy.now(), response=outcome.response)
-        )
+        sent = await self.send_start(spec, creds, restart=restart)
+        if not isinstance(sent, ActionResponse):
+            return sent
+        request_id = sent.request_id
+        await self.write(policy.restarted(self.status, self.generation, restart, policy.now(), response=sent))
         self.rt.metrics.restarts.inc()
         self.logger.info("restart %s (live state was %s)", restart, state, extra={"request_id": request_id})
         self.event(
