@@ -14,6 +14,8 @@ DataWorks through `Runtime.dataworks` (task.py), never directly.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from disync_operator import types as t
 from disync_operator.controller import policy
 from disync_operator.controller.context import ObjectContext, object_key
@@ -66,13 +68,8 @@ class Reconciler(ObjectContext):
         owner = self.other_owner()
         if owner is not None:
             return await self.conflict(owner)
-        try:
-            creds = await self.credentials(spec)
-        except CredentialsUnavailable as error:
-            if policy.failed_for_good(self.status, self.generation, error.version):
-                return None
-            await self.write(policy.failed_terminally(self.status, self.generation, error, error.version, at))
-            self.event("Warning", policy.Reason.CREDENTIALS_UNAVAILABLE, str(error))
+        creds = await self.usable_credentials(spec, at)
+        if creds is None:
             return None
 
         read = self.read_intent()
@@ -158,6 +155,16 @@ class Reconciler(ObjectContext):
         )
         self.event("Normal", policy.EventReason.STARTED, f"StartDISyncInstance succeeded (RequestId {request_id})")
         return None
+
+    async def usable_credentials(self, spec: t.DISyncInstanceSpec, at: dt.datetime) -> ResolvedCredentials | None:
+        """The resource's credentials, or None once their being unavailable is written (once per version)."""
+        try:
+            return await self.credentials(spec)
+        except CredentialsUnavailable as error:
+            if not policy.failed_for_good(self.status, self.generation, error.version):
+                await self.write(policy.failed_terminally(self.status, self.generation, error, error.version, at))
+                self.event("Warning", policy.Reason.CREDENTIALS_UNAVAILABLE, str(error))
+            return None
 
     async def send_start(
         self, spec: t.DISyncInstanceSpec, creds: ResolvedCredentials, *, restart: int | None = None
@@ -361,13 +368,8 @@ class Reconciler(ObjectContext):
         if owner is not None:
             return await self.conflict(owner)
         at = policy.now()
-        try:
-            creds = await self.credentials(spec)
-        except CredentialsUnavailable as error:
-            if policy.failed_for_good(self.status, self.generation, error.version):
-                return None
-            await self.write(policy.failed_terminally(self.status, self.generation, error, error.version, at))
-            self.event("Warning", policy.Reason.CREDENTIALS_UNAVAILABLE, str(error))
+        creds = await self.usable_credentials(spec, at)
+        if creds is None:
             return None
         start_intent, stop_intent = self.intent_on_object(), self.stop_intent_on_object()
         decision = policy.decide_suspend(
