@@ -77,7 +77,7 @@ SHAPES: dict[str, Callable[[], str]] = {
 }
 
 
-def leaked(secret: str, texts: list[str]) -> list[str]:
+def leaked(secret: str, texts: list[str], noise: str = "") -> list[str]:
     """Pieces of ``secret`` found in ``texts``: the whole value, or any 8 consecutive characters of one of its lines
     that the texts could not hold for another reason (generated noise can spell part of the endpoint's host name)."""
     haystack = "\n".join(texts)
@@ -87,7 +87,7 @@ def leaked(secret: str, texts: list[str]) -> list[str]:
         found += [
             line[i : i + 8]
             for i in range(len(line) - 7)
-            if line[i : i + 8] in grams and line[i : i + 8] not in PUBLIC_TEXT
+            if line[i : i + 8] in grams and line[i : i + 8] not in PUBLIC_TEXT and line[i : i + 8] not in noise
         ]
     return found
 
@@ -526,7 +526,9 @@ def test_any_secret_shape_never_leaks(field: str, noise: str, provider_kind: str
     with captured_logs() as records:
         error = asyncio.run(run())
     texts = error_texts(error) + record_texts(records)
+    # Eight characters wholly inside the generated noise prove nothing (it can spell a word the error uses, e.g.
+    # "recommend"); every other piece of the secret overlaps its random head or tail.
     for piece in (secret, head, tail):
-        assert not leaked(piece, texts)
+        assert not leaked(piece, texts, noise)
     assert error.__cause__ is None
     assert error.__context__ is None
