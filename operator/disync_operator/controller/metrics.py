@@ -12,6 +12,7 @@ only these names):
   `CallOutcome`'s fixed values, never an exception's class name (a rename must not break a dashboard);
 - disync_start_retries_total{reason}, disync_instances{ready,reason}, disync_observe_period_seconds;
 - disync_instances_lifecycle{lifecycle} (suspended, observe_only, paused), disync_restarts_total;
+- disync_events_dropped_total{type} (Normal, Warning);
 - leader_election_master_status{name}.
 
 Label values all come from fixed sets (actions, outcomes, reasons, sources, results): no object names, so the number of
@@ -179,6 +180,12 @@ class Metrics:
         self.restarts = Counter(
             "disync_restarts", "Restarts of tasks found stopped (restartPolicy OnFailure)", registry=self.registry
         )
+        self.events_dropped = Counter(
+            "disync_events_dropped",
+            "Kubernetes Events not posted: Normal ones beyond DISYNC_EVENT_QPS, or any with the queue full",
+            ["type"],
+            registry=self.registry,
+        )
 
     # -- the work queue's observer (runtime/workqueue.py) --------------------------------------------------------
 
@@ -205,6 +212,9 @@ class Metrics:
             self.reconcile_errors.labels(CONTROLLER).inc()
         if result in (ReconcileResult.ERROR, ReconcileResult.REQUEUE):
             self.workqueue_retries.labels(CONTROLLER).inc()
+
+    def event_dropped(self, type_: str) -> None:
+        self.events_dropped.labels(type_).inc()
 
     def set_leading(self, leading: bool, name: str = "disync-operator") -> None:
         self.leader.labels(name).set(1 if leading else 0)

@@ -82,7 +82,11 @@ class OperatorSettings(BaseSettings):
     workers: int = Field(default=64, ge=1, le=1024)
     # Connections to the API server for the operator's own requests (kopf's watch has its own); requests beyond
     # them wait in an O(1) queue in front of the pool (runtime/kube.py).
-    kube_connections: int = Field(default=4, ge=1, le=64)
+    kube_connections: int = Field(default=16, ge=1, le=64)
+    # Normal Events per second (with a burst of event_burst) beyond which they are dropped and counted; Warnings
+    # always post (runtime/events.py).
+    event_qps: float = Field(default=5.0, gt=0)
+    event_burst: int = Field(default=25, ge=1)
     watch_server_timeout: int | None = Field(default=600, ge=1)
     instance_id: str | None = Field(
         default=None, description="Identity in start intents; default POD_NAME/hostname+pid"

@@ -47,6 +47,15 @@ class TokenBucket:
         self._next_slot = slot + self._interval
         return max(0.0, slot - now)
 
+    def try_reserve(self) -> bool:
+        """Book the next slot only if it is due now (within the burst); for callers that drop rather than wait."""
+        now = self._clock()
+        slot = max(self._next_slot, now - self._tolerance)
+        if slot > now + 1e-9:  # sums of the interval drift by rounding; a due slot must not look a hair late
+            return False
+        self._next_slot = slot + self._interval
+        return True
+
     async def acquire(self) -> None:
         delay = self.reserve()
         if delay > 0:

@@ -17,8 +17,9 @@ import kopf
 
 from disync_operator import types as t
 from disync_operator.controller.identity import Identity, Login
+from disync_operator.transport import AiohttpTransport
 
-MAX_CONNECTIONS = 4
+MAX_CONNECTIONS = 16
 LEASES = "/apis/coordination.k8s.io/v1"
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 # Our bodies come from our own models: the API server's unknown/duplicate-field detection would find nothing, and
@@ -46,13 +47,11 @@ def _http_client(
     headers = {"Accept": "application/json", "User-Agent": "disync-operator", **info.as_http_headers()}
     return httpx.AsyncClient(
         base_url=info.server,
-        verify=context,
         headers=headers,
         timeout=httpx.Timeout(timeout, connect=5.0),
-        # Keep every connection the pool may open: with fewer kept alive, a burst of status writes closes the
-        # surplus after each request and opens it again, paying a TLS handshake per write (profiled in bench/).
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-        transport=transport,
+        # Every connection kept alive between requests: a burst of writes reuses them instead of paying a TLS
+        # handshake per write. aiohttp underneath: see transport.py for why.
+        transport=transport or AiohttpTransport(connections=connections, ssl_context=context, keepalive=30.0),
     )
 
 
@@ -106,9 +105,7 @@ class KubeClient:
         self._http_login: Login | None = None
         # Clients of earlier logins: closed at exit, not at once (requests may still be in flight on them).
         self._retired: list[httpx.AsyncClient] = []
-        # Queue here rather than in httpcore's pool: the pool re-scans every queued request against every connection
-        # (probing each socket) whenever one is queued or released, which is quadratic when a burst of CRs queues
-        # hundreds of status writes; profiled in bench/ as a third of the operator's CPU. An asyncio queue is O(1).
+        # Requests beyond the connections wait here, in order, and hold no connection while they wait for a login.
         self._slots = asyncio.Semaphore(max_in_flight)
         self.relogins = 0  # 401s answered by a fresh login (tests and logs)
 

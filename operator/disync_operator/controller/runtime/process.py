@@ -71,7 +71,9 @@ class Runtime:
     def __post_init__(self) -> None:
         self.me = self.me or instance_identity(self.settings)
         self.identity.reread_seconds = self.settings.token_reread_seconds
-        self.events = EventRecorder(self.me)
+        self.events = EventRecorder(
+            self.me, qps=self.settings.event_qps, burst=self.settings.event_burst, on_drop=self.metrics.event_dropped
+        )
         self.metrics.follow(self.work)
         s = self.settings
         self.owners = TaskOwners(s.region)
