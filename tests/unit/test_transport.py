@@ -82,11 +82,15 @@ def client(port: int, transport: AiohttpTransport, **kwargs: float) -> httpx.Asy
 
 
 async def test_requests_go_out_once_each_and_reuse_one_connection() -> None:
-    async with serving(ok(b'{"a": 1}', "Content-Type: application/json", "X-Id: 7")) as server:
-        async with client(server.port, AiohttpTransport(connections=4)) as http:
-            first = await http.post("/x?y=1", json={"k": "v"}, headers={"Authorization": "Bearer t"})
-            second = await http.get("/z")
-    assert first.status_code == 200 and first.json() == {"a": 1} and first.headers["x-id"] == "7"
+    async with (
+        serving(ok(b'{"a": 1}', "Content-Type: application/json", "X-Id: 7")) as server,
+        client(server.port, AiohttpTransport(connections=4)) as http,
+    ):
+        first = await http.post("/x?y=1", json={"k": "v"}, headers={"Authorization": "Bearer t"})
+        second = await http.get("/z")
+    assert first.status_code == 200
+    assert first.json() == {"a": 1}
+    assert first.headers["x-id"] == "7"
     assert second.status_code == 200
     assert server.connections == 1
     head, _, body = server.requests[0].partition(b"\r\n\r\n")
@@ -100,23 +104,24 @@ async def test_requests_go_out_once_each_and_reuse_one_connection() -> None:
 
 async def test_compressed_answers_reach_httpx_raw() -> None:
     packed = gzip.compress(b'{"big": "' + b"x" * 1000 + b'"}')
-    async with serving(ok(packed, "Content-Encoding: gzip")) as server:
-        async with client(server.port, AiohttpTransport(connections=1)) as http:
-            async with http.stream("GET", "/") as response:
-                raw = b"".join([chunk async for chunk in response.aiter_raw()])
-            decoded = await http.get("/")
+    async with (
+        serving(ok(packed, "Content-Encoding: gzip")) as server,
+        client(server.port, AiohttpTransport(connections=1)) as http,
+    ):
+        async with http.stream("GET", "/") as response:
+            raw = b"".join([chunk async for chunk in response.aiter_raw()])
+        decoded = await http.get("/")
     assert raw == packed  # callers that bound decoding (dataworks/_body.py) see the wire bytes
     assert decoded.json() == {"big": "x" * 1000}
 
 
 async def test_a_body_closed_unread_closes_its_connection() -> None:
-    async with serving(ok(b"y" * 1_000_000)) as server:
-        async with client(server.port, AiohttpTransport(connections=1)) as http:
-            async with http.stream("GET", "/") as response:
-                async for _ in response.aiter_raw():
-                    break
-            await asyncio.wait_for(server.closed_by_client.wait(), 5)
-            assert (await http.get("/")).status_code == 200
+    async with serving(ok(b"y" * 1_000_000)) as server, client(server.port, AiohttpTransport(connections=1)) as http:
+        async with http.stream("GET", "/") as response:
+            async for _ in response.aiter_raw():
+                break
+        await asyncio.wait_for(server.closed_by_client.wait(), 5)
+        assert (await http.get("/")).status_code == 200
     assert server.connections == 2
 
 
@@ -132,13 +137,12 @@ async def test_a_hang_up_after_the_request_is_a_read_error_and_a_post_is_sent_on
     async def hang_up(_: bytes, __: asyncio.StreamWriter) -> bool:
         return False
 
-    async with serving(hang_up) as server:
-        async with client(server.port, AiohttpTransport(connections=1)) as http:
-            with pytest.raises(httpx.ReadError):  # the request went out: not a ConnectError
-                await http.post("/", content=b"start")
-            posts = len(server.requests)
-            with pytest.raises(httpx.ReadError):
-                await http.get("/")
+    async with serving(hang_up) as server, client(server.port, AiohttpTransport(connections=1)) as http:
+        with pytest.raises(httpx.ReadError):  # the request went out: not a ConnectError
+            await http.post("/", content=b"start")
+        posts = len(server.requests)
+        with pytest.raises(httpx.ReadError):
+            await http.get("/")
     # Every DataWorks call is a POST: never repeated by the transport, so "may have been sent" means at most once.
     assert posts == 1
     # An idempotent method is sent again once on a fresh connection, as Go's net/http does for client-go.
@@ -150,25 +154,25 @@ async def test_no_answer_within_the_read_timeout_is_a_read_timeout() -> None:
         await asyncio.sleep(5)
         return False
 
-    async with serving(silent) as server:
-        async with client(server.port, AiohttpTransport(connections=1), read=0.2) as http:
-            with pytest.raises(httpx.ReadTimeout):
-                await http.get("/")
+    async with serving(silent) as server, client(server.port, AiohttpTransport(connections=1), read=0.2) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.get("/")
 
 
 async def test_a_header_that_http_cannot_carry_is_refused_before_sending() -> None:
-    async with serving(ok(b"")) as server:
-        async with client(server.port, AiohttpTransport(connections=1)) as http:
-            with pytest.raises(httpx.LocalProtocolError) as raised:
-                await http.get("/", headers={"X-Token": "line\r\nInjected: yes"})
+    async with serving(ok(b"")) as server, client(server.port, AiohttpTransport(connections=1)) as http:
+        with pytest.raises(httpx.LocalProtocolError) as raised:
+            await http.get("/", headers={"X-Token": "line\r\nInjected: yes"})
     assert "line" not in str(raised.value)  # the value is not quoted
     assert server.requests == []
 
 
 async def test_a_long_answer_header_is_read_as_httpx_reads_it() -> None:
-    async with serving(ok(b"{}", "X-Acs-Request-Id: " + "r" * 10_000)) as server:
-        async with client(server.port, AiohttpTransport(connections=1)) as http:
-            response = await http.get("/")
+    async with (
+        serving(ok(b"{}", "X-Acs-Request-Id: " + "r" * 10_000)) as server,
+        client(server.port, AiohttpTransport(connections=1)) as http,
+    ):
+        response = await http.get("/")
     assert len(response.headers["x-acs-request-id"]) == 10_000
 
 

@@ -6,7 +6,9 @@ The work queue (runtime/workqueue.py) guarantees no other reconcile of the objec
 from __future__ import annotations
 
 import time
+from typing import Any
 
+from disync_operator import types as t
 from disync_operator.controller import policy
 from disync_operator.controller.context import Logger, object_key
 from disync_operator.controller.credentials import CredentialsUnavailable
@@ -15,6 +17,15 @@ from disync_operator.controller.reconciler import Reconciler
 from disync_operator.controller.runtime.kube import Conflict, KubeError
 from disync_operator.controller.runtime.process import Runtime
 from disync_operator.controller.runtime.workqueue import Source, Work
+
+OURS = frozenset({t.START_INTENT, t.STOP_INTENT})
+
+
+def inputs(body: dict[str, Any]) -> tuple[object, ...]:
+    """What of an object a reconcile acts on apart from its status, the intents it writes itself included."""
+    meta = body.get("metadata") or {}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in OURS}
+    return meta.get("generation"), meta.get("deletionTimestamp"), annotations
 
 
 async def reconcile(rt: Runtime, work: Work, logger: Logger) -> None:
@@ -69,7 +80,13 @@ async def _reconcile(rt: Runtime, work: Work, logger: Logger) -> ReconcileResult
         delay = rt.backoff.recheck
         logger.exception("reconcile failed unexpectedly, retrying in %.0fs", delay)
     if reconciler.latest is not None and settled:
-        rt.work.wrote(uid, reconciler.resource_version, settled=True)
+        # A status write has no precondition: it lands on whatever the object is by then. If someone changed what
+        # reconciles act on meanwhile (a spec change, the pause annotation, a deletion), the version our write left
+        # is theirs too, and neither their event (older than our write) nor ours (an echo) may be dropped as done.
+        changed = inputs(reconciler.latest) != inputs(work.body)
+        rt.work.wrote(uid, reconciler.resource_version, settled=not changed)
+        if changed:
+            rt.work.add(uid, reconciler.latest, Source.EVENT)
     if delay is not None:
         rt.requeue.schedule(uid, reconciler.latest or work.body, delay)
     elif starts:
