@@ -16,6 +16,7 @@ import kopf
 
 from disync_operator import types as t
 from disync_operator.controller.runtime import KubeError, Runtime, Source, Work, sweep_forever
+from disync_operator.controller.runtime.heap import release_when_idle
 from disync_operator.controller.worker import reconcile
 
 RESOURCE = (t.GROUP, t.VERSION, t.PLURAL)
@@ -70,6 +71,9 @@ def register(registry: kopf.OperatorRegistry) -> None:
         background.append(asyncio.create_task(runtime.requeue.run(requeued), name="disync-requeue"))
         background.append(asyncio.create_task(post_events(), name="disync-events"))
         background.append(asyncio.create_task(sweep_forever(runtime), name="disync-sweep"))
+        queue = runtime.work
+        idle_release = release_when_idle(lambda: queue.reconciled, lambda: queue.idle)
+        background.append(asyncio.create_task(idle_release, name="disync-heap"))
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(*, memo: Any, **_: Any) -> None:

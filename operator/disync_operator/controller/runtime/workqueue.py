@@ -121,6 +121,12 @@ class WorkQueue:
         self._written: dict[str, tuple[str, bool]] = {}  # uid -> (resourceVersion of our last write, settled)
         self._done = asyncio.Condition()
         self.observer: QueueObserver = _Unobserved()
+        self.reconciled = 0  # reconciles run so far
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waits and nothing is being reconciled."""
+        return not self._waiting and not self._processing
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -241,6 +247,7 @@ class WorkQueue:
                 log.exception("reconcile of %s failed unexpectedly", uid)
             finally:
                 self.observer.worked(time.monotonic() - taken)
+                self.reconciled += 1
                 self._processing.discard(uid)
                 self._observing -= visit
                 again = self._waiting.get(uid)
