@@ -88,9 +88,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._keepalive = keepalive
         self._proxies = urllib.request.getproxies_environment()
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     def _open(self) -> aiohttp.ClientSession:
         # Made on first use: aiohttp binds a session to the running event loop.
+        if self._closed:
+            raise RuntimeError("the transport is closed")  # as httpx's client refuses: no new connections after close
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=self._connections, limit_per_host=0, ssl=self._ssl, keepalive_timeout=self._keepalive
@@ -151,6 +154,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None

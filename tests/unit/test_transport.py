@@ -188,3 +188,13 @@ async def test_proxies_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
     assert response.text == "via proxy"
     assert proxy.requests[0].startswith(b"GET http://dataworks.example.invalid/api HTTP/1.1")
     assert len(proxy.requests) == 1
+
+
+async def test_a_closed_transport_opens_nothing_new() -> None:
+    async with serving(ok(b"")) as server:
+        transport = AiohttpTransport(connections=1)
+        async with client(server.port, transport) as http:
+            assert (await http.get("/")).status_code == 200
+        with pytest.raises(RuntimeError):
+            await transport.handle_async_request(httpx.Request("GET", f"http://127.0.0.1:{server.port}/"))
+    assert server.connections == 1
