@@ -361,7 +361,8 @@ def _p5_lines(p: dict[str, Any]) -> list[str]:
 
 
 def merge_previous(results: dict[str, Any], out: Path) -> None:
-    """Carry over sections this run did not measure from the previous latest.json, saying where they came from."""
+    """Carry over sections this run did not measure from the previous latest.json, saying which run measured them
+    (kept in the section, so a section carried through several runs still names the run that measured it)."""
     path = out / "latest.json"
     if not path.exists():
         return
@@ -371,13 +372,23 @@ def merge_previous(results: dict[str, Any], out: Path) -> None:
         if new is not None and "error" in new and old is not None and "error" not in old:
             results["notes"].append(f"{name} failed in the run of {results['started_at']}: {new['error']}")
             del results["sections"][name]
-        if name not in results["sections"] and name in previous.get("sections", {}):
-            results["sections"][name] = previous["sections"][name]
-            results["notes"].append(
-                f"{name} is from the run of {previous['started_at']} (commit {previous['commit']}, load average "
-                f"{previous['machine'].get('load_average_at_start')} at start)."
+        if name not in results["sections"] and old is not None:
+            origin = old.setdefault(
+                "from_run",
+                {
+                    "started_at": previous["started_at"],
+                    "commit": previous["commit"],
+                    "load_average_at_start": previous["machine"].get("load_average_at_start"),
+                },
             )
-    results["notes"].extend(n for n in previous.get("notes", []) if n not in results["notes"])
+            results["sections"][name] = old
+            results["notes"].append(
+                f"{name} is from the run of {origin['started_at']} (commit {origin['commit']}, load average "
+                f"{origin['load_average_at_start']} at start)."
+            )
+    # Where carried sections came from is said above, afresh; the previous run's other notes stay.
+    carried = " is from the run of "
+    results["notes"].extend(n for n in previous.get("notes", []) if n not in results["notes"] and carried not in n)
 
 
 def write(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
