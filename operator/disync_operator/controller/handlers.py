@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any, cast
 
 import httpx
@@ -82,7 +83,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.event(*RESOURCE, id="reconcile", registry=registry)
     async def on_event(*, type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
         runtime: Runtime = memo.runtime
-        uid = body.metadata.uid or ""
+        uid = sys.intern(body.metadata.uid or "")  # one string per uid for all this process keeps (owners.py)
         raw = dict(body)
         if type == "DELETED":
             runtime.work.add(uid, raw, Source.DELETED)

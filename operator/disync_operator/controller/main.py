@@ -24,6 +24,14 @@ from disync_operator.controller.settings import OperatorSettings
 HANDOVER_DRAIN_SECONDS = 2.0
 
 
+class SharedMemo(kopf.Memo):
+    """kopf gives each object a copy of the memo, for handlers that keep per-object state in it; the operator keeps
+    its state in the Runtime, so all objects share one: 2 MiB less at 10,000 objects (tracemalloc)."""
+
+    def __copy__(self) -> SharedMemo:
+        return self
+
+
 class NoDiffBase(kopf.DiffBaseStorage):
     """kopf builds a diff base (a deep copy of the body, cleaned) on every event, for create/update handlers; the
     operator has none (one event handler; what it acted on is status.startedSpecDigest). 6% of its CPU in a burst
@@ -153,7 +161,7 @@ async def _lead(runtime: Runtime, registry: kopf.OperatorRegistry, election: Lea
             standalone=True,
             clusterwide=not runtime.settings.namespaces,
             namespaces=runtime.settings.namespaces,
-            memo=kopf.Memo(runtime=runtime),
+            memo=SharedMemo(runtime=runtime),
             stop_flag=kopf_stop,
             ready_flag=kopf_ready,
         ),

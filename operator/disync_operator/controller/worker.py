@@ -5,6 +5,7 @@ The work queue (runtime/workqueue.py) guarantees no other reconcile of the objec
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -40,7 +41,7 @@ async def reconcile(rt: Runtime, work: Work, logger: Logger) -> None:
 
 
 async def _reconcile(rt: Runtime, work: Work, logger: Logger) -> ReconcileResult:
-    uid = (work.body.get("metadata") or {}).get("uid") or ""
+    uid = sys.intern((work.body.get("metadata") or {}).get("uid") or "")  # one string per uid (owners.py)
     reconciler = Reconciler(rt, work.body, logger)
     reconciler.sweep_visit = work.source is Source.OBSERVE
     if work.source is Source.DELETED:

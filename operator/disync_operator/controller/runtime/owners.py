@@ -71,7 +71,8 @@ class TaskOwners:
 
     def update(self, body: dict[str, Any]) -> set[str]:
         """Record the object as it is now; returns the objects whose task has a new owner because of it."""
-        uid = (body.get("metadata") or {}).get("uid") or ""
+        # Interned: one string per uid for every record of this process (the index, the queue's, the watch's).
+        uid = sys.intern((body.get("metadata") or {}).get("uid") or "")
         key = task_key(body, self._default_region)
         previous = self._entries.get(uid)
         touched = self.remove(uid) if previous is not None and previous[0] != key else set()
