@@ -78,7 +78,7 @@ async def test_resume_starts_once(operator: Operator) -> None:
     operator.kube.edit("a", spec=REALTIME)
     await operator.visit("a")
     await operator.visit("a", Source.REQUEUE)
-    assert operator.dataworks.calls == [(START, 100), (STOP, 100), (START, 100)]
+    assert operator.dataworks.calls == [(START, 100), (STOP, 100), (INFO, 100), (START, 100)]
     assert operator.status("a")["startedGeneration"] == 3
     assert operator.ready("a") == ("True", "Started")
 
@@ -109,7 +109,7 @@ async def test_a_resume_landing_under_the_suspends_status_write_is_not_lost(oper
     await operator.rt.work.settled([uid])
     if operator.rt.requeue.due_in(uid) is not None:
         await operator.visit("a", Source.REQUEUE)
-    assert operator.dataworks.calls == [(START, 100), (STOP, 100), (START, 100)]
+    assert operator.dataworks.calls == [(START, 100), (STOP, 100), (INFO, 100), (START, 100)]
     assert operator.status("a")["startedGeneration"] == 3
     assert operator.ready("a") == ("True", "Started")
 
@@ -147,7 +147,7 @@ async def test_new_parameters_while_suspended_start_once_on_resume_with_the_newe
     assert operator.status("a")["observedGeneration"] == 3
     operator.kube.edit("a", spec={**newer, "suspend": False})
     await operator.visit("a")
-    assert operator.dataworks.calls == [(START, 100), (STOP, 100), (START, 100)]
+    assert operator.dataworks.calls == [(START, 100), (STOP, 100), (INFO, 100), (START, 100)]
     assert operator.dataworks.params[-1]["StartParam"] == '{"errorLimit":{"record":7}}'
 
 
@@ -160,7 +160,7 @@ async def test_created_suspended_is_stopped_once_and_gets_no_finalizer(operator:
     assert operator.ready("a") == ("False", "Suspended")
     operator.kube.edit("a", spec=REALTIME)
     await operator.visit("a")
-    assert operator.dataworks.calls == [(STOP, 100), (START, 100)]
+    assert operator.dataworks.calls == [(STOP, 100), (INFO, 100), (START, 100)]
 
 
 async def test_a_lost_stop_response_is_waited_out_then_verified_not_repeated(operator: Operator) -> None:

@@ -218,9 +218,9 @@ def test_only_lifecycle_changes_carry_the_start_over() -> None:
     assert decide(st, digest="d2").action is Action.START  # new start parameters
     assert decide(st, digest=None).action is Action.START  # no digest known: as before lifecycle fields
     assert decide(status(started_generation=1)).action is Action.START  # started by an older version
-    # Stopped by a suspend since, or maybe: the resume starts it.
+    # Stopped by a suspend since: the resume reads the live state first (the task may still be stopping), then starts.
     assert decide(status(started_generation=1, started_spec_digest="d1", stopped_generation=2), 3).action is (
-        Action.START
+        Action.VERIFY
     )
     pending = status(started_generation=1, started_spec_digest="d1")
     assert decide(pending, 3, stop_intent=stop_intent(2, seconds_ago=60, id="t")).action is Action.START

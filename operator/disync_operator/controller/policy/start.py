@@ -202,6 +202,10 @@ def decide_start(
         return StartDecision(
             Action.CARRY, why=f"only lifecycle fields changed since generation {status.started_generation} started"
         )
+    if stopped_since_started(status, intent):
+        # A resume: the task may still be stopping from the suspend's stop (KILLING refuses a start with "fail",
+        # which would read as terminal); its live state decides when to start.
+        return StartDecision(Action.VERIFY, why="resuming after a suspend: the task may still be stopping")
     return StartDecision(Action.START)
 
 
