@@ -83,6 +83,25 @@ async def test_resume_starts_once(operator: Operator) -> None:
     assert operator.ready("a") == ("True", "Started")
 
 
+async def test_a_resume_waits_while_the_task_is_still_stopping(operator: Operator) -> None:
+    """Right after the suspend's stop the task may still be KILLING, and DataWorks answers a start then with "fail"
+    (seen in make test): the resume reads the live state first and starts once the task has stopped."""
+    operator.dataworks.stopped_state = "KILLING"
+    await started(operator)
+    operator.kube.edit("a", spec=SUSPENDED)
+    await operator.visit("a")
+    operator.kube.edit("a", spec=REALTIME)
+    delay = await operator.visit("a")
+    assert delay is not None
+    assert delay > 0
+    assert operator.dataworks.calls == [(START, 100), (STOP, 100), (INFO, 100)]
+    assert operator.status("a").get("failedGeneration") is None
+    operator.dataworks.states[100] = "NORUN"  # it has stopped
+    await operator.visit("a", Source.REQUEUE)
+    assert operator.dataworks.calls == [(START, 100), (STOP, 100), (INFO, 100), (INFO, 100), (START, 100)]
+    assert operator.ready("a") == ("True", "Started")
+
+
 async def test_a_resume_landing_under_the_suspends_status_write_is_not_lost(operator: Operator) -> None:
     """The status write has no precondition: a user's change that lands just before it is under it. Neither the
     user's event (older than our write) nor our write's echo may then count as done (seen in make test under load:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import platform
 
 import pytest
 
 from disync_operator.controller.runtime import heap
 
 
-def test_release_runs_and_says_how_long() -> None:
-    assert 0 <= heap.release() < 5
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_glibc_trim_is_found_and_release_runs() -> None:
+    assert heap._TRIM is not None  # else the release would silently be a garbage collection only
+    assert heap.release() >= 0
 
 
 async def test_releases_once_per_burst_and_only_after_a_whole_idle_check(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -293,15 +293,14 @@ class DataWorksClient:
         self._credentials = credentials
         self._options = options or ClientOptions()
         opts = self._options
-        # aiohttp moves the bytes unless a test swaps the transport (transport.py says why).
+        # aiohttp moves the bytes unless a test swaps the transport (transport.py says why); requests go straight to
+        # it (_exchange), so the httpx client only builds them (timeouts, default headers) and closes the transport.
         self._transport = transport or AiohttpTransport(connections=opts.max_concurrency)
         self._http = httpx.AsyncClient(
             transport=self._transport,
             timeout=httpx.Timeout(
                 connect=opts.connect_timeout, read=opts.read_timeout, write=opts.read_timeout, pool=opts.read_timeout
             ),
-            limits=httpx.Limits(max_connections=opts.max_concurrency, max_keepalive_connections=opts.max_concurrency),
-            follow_redirects=False,
             headers={"accept-encoding": ACCEPT_ENCODING},
         )
         self._budget = budget or CallBudget(opts.qps, opts.max_concurrency)

@@ -3,8 +3,9 @@
 A burst of new objects briefly holds thousands of bodies (watch events, queued work, responses). Python frees them,
 but glibc's allocator keeps the freed pages of its heaps for reuse, so the process's RSS stays at the burst's high
 mark for good. When the work queue has been idle for a moment after reconciles ran, this asks glibc to return free
-pages (malloc_trim), after a garbage collection so that cycles are freed first. It costs a few milliseconds of the
-event loop, only when the operator has nothing else to do. Without glibc (e.g. musl) it does nothing.
+pages (malloc_trim), after a garbage collection so that cycles are freed first. That holds the event loop for about
+25 ms at 10,000 objects (a full collection), once per burst and only when the operator has nothing else to do.
+Without glibc (e.g. musl) only the collection runs.
 """
 
 from __future__ import annotations
@@ -58,5 +59,6 @@ async def release_when_idle(
         now_idle = idle()
         if now_idle and was_idle and reconciled() != released_at:
             released_at = reconciled()
-            log.debug("idle after reconciles: memory released in %.3fs", release())
+            took = release()
+            log.debug("idle after reconciles: memory released in %.3fs", took)
         was_idle = now_idle
