@@ -1,6 +1,6 @@
 """Prometheus metrics, in the names and units controller-runtime made familiar, under the `disync_` prefix.
 
-Every series (the list, with labels and their values, is in the README under "Metrics"; tests/integration/
+Every series (the list, with labels and their values, is in docs/reference.md under "Metrics"; tests/integration/
 test_observability.py lints a live operator's /metrics with promtool and checks the shipped dashboard and alerts use
 only these names):
 
