@@ -15,7 +15,16 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 GROUP = "disync.dev"
@@ -142,7 +151,11 @@ def parse_start_param_json(text: str) -> StartParam:
     """startParamJSON, held to exactly what the typed `startParam` admits (the API server checks that one with the
     CRD's schema, this one only the operator can check): strict types (no "5" or true for a number), the API's
     camelCase keys only, no unknown or duplicate keys. What is sent is re-serialised from the parsed model."""
-    json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    try:
+        json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except RecursionError:
+        # Python's parser recurses per nesting level; a deep document is no StartParam (which nests three deep).
+        raise ValueError("startParamJSON is nested too deeply to be a StartParam") from None
     return StartParam.model_validate_json(text, strict=True, by_alias=True, by_name=False)
 
 
@@ -441,7 +454,13 @@ class Intent(_Written):
     GetDISyncInstanceInfo before any new call."""
 
     generation: int = Field(ge=0, description="Generation the call is made for.")
-    since: dt.datetime = Field(description="When the call was sent.")
+    # With a timezone: a bare local time is not a date another process can read (it is unreadable, not a crash).
+    since: AwareDatetime = Field(
+        description=(
+            "When the call was sent, by its sender's clock: information only; a reader times the intent on its own "
+            "clock, from when it first saw it."
+        )
+    )
     owner: str = Field(max_length=253, description="Operator process that made the call.")
     id: str | None = Field(default=None, max_length=64, description="This intent's identity (random).")
     call_ended: bool = Field(
@@ -455,10 +474,18 @@ class Intent(_Written):
         ),
     )
 
+    answer_lost: bool = Field(
+        default=False,
+        description=(
+            "The request left and its answer was lost (a reset or timeout after sending): the call may have taken "
+            "effect, so it counts as made. Set only by the operator, in status."
+        ),
+    )
+
     def annotation(self) -> str:
-        """The annotation's value. `callEnded` is always false on the object; left out, the annotation reads the
-        same to every version of the operator."""
-        return self.model_dump_json(exclude={"call_ended"}, exclude_none=True)
+        """The annotation's value. `callEnded` and `answerLost` are always false on the object; left out, the
+        annotation reads the same to every version of the operator."""
+        return self.model_dump_json(exclude={"call_ended", "answer_lost"}, exclude_none=True)
 
 
 class StartIntent(Intent):

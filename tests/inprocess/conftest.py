@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from inprocess_fakes import FakeDataWorks, FakeKube
+from inprocess_fakes import FakeClock, FakeDataWorks, FakeKube
 from inprocess_harness import LOG, Operator
 
 from disync_operator.controller.runtime import Runtime, Work
+from disync_operator.controller.runtime.first_seen import FirstSeen
 from disync_operator.controller.settings import OperatorSettings
 from disync_operator.controller.worker import reconcile
 from disync_operator.dataworks import StaticCredentialsProvider
@@ -17,7 +18,7 @@ from disync_operator.dataworks import StaticCredentialsProvider
 
 @pytest.fixture
 async def operator() -> AsyncIterator[Operator]:
-    kube, dataworks = FakeKube(), FakeDataWorks()
+    kube, dataworks, clock = FakeKube(), FakeDataWorks(), FakeClock()
     settings = OperatorSettings(
         endpoint="http://dataworks.test",
         metrics_port=0,
@@ -30,6 +31,7 @@ async def operator() -> AsyncIterator[Operator]:
         default_credentials=StaticCredentialsProvider("LTAIoperator", "operator-secret"),
         me="op-test/1",
         dataworks_transport=dataworks.transport(),
+        first_seen=FirstSeen(clock=clock),
     )
     rt.use_kube(kube)
 
@@ -37,6 +39,6 @@ async def operator() -> AsyncIterator[Operator]:
         await reconcile(rt, item, LOG)
 
     workers = asyncio.create_task(rt.work.run(2, work))
-    yield Operator(kube, dataworks, rt)
+    yield Operator(kube, dataworks, rt, clock)
     workers.cancel()
     await rt.aclose()

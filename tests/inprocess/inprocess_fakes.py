@@ -277,6 +277,19 @@ class FakeDataWorks:
         return httpx.Response(200, json={"RequestId": request_id, "Success": True, "Data": data})
 
 
+@dataclass
+class FakeClock:
+    """A monotonic clock the test moves: the operator's own clock for intents' leases (runtime.FirstSeen)."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def long_ago(seconds: float = 3600) -> str:
     at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
     return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")

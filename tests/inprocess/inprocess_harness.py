@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from inprocess_fakes import FakeDataWorks, FakeKube
+from inprocess_fakes import FakeClock, FakeDataWorks, FakeKube
 
 from disync_operator.controller.runtime import Runtime, Source
 
@@ -23,6 +23,7 @@ class Operator:
     kube: FakeKube
     dataworks: FakeDataWorks
     rt: Runtime
+    clock: FakeClock  # the operator's monotonic clock: `advance` ages every intent it has seen
 
     async def visit(
         self, name: str, source: Source = Source.EVENT, *, observe: bool = False, namespace: str = "default"

@@ -196,7 +196,7 @@ async def test_a_lost_stop_response_is_waited_out_then_verified_not_repeated(ope
     assert lease_left is not None
     assert lease_left > 20
     assert operator.dataworks.calls == [(START, 100), (STOP, 100)]
-    operator.kube.edit_status("a", {"unverifiedStopIntent": {"since": long_ago()}})
+    operator.clock.advance(30)
     assert await operator.visit("a", Source.REQUEUE) is None
     assert operator.dataworks.calls == [(START, 100), (STOP, 100), (INFO, 100)]
     status = operator.status("a")
@@ -283,9 +283,8 @@ async def test_a_start_in_flight_is_waited_for_before_suspending(operator: Opera
     assert delay > 20
     assert operator.dataworks.calls == []
     # Its lease over: stopped (whatever the start did), and the start intent is answered by that stop.
-    old = t.StartIntent(generation=1, since=_now(-3600), owner="op-b", id="x1")
-    operator.kube.edit("a", annotations={t.START_INTENT: old.annotation()})
-    await operator.visit("a")
+    operator.clock.advance(30)
+    await operator.visit("a", Source.REQUEUE)
     assert operator.dataworks.calls == [(STOP, 100)]
     assert operator.status("a")["answeredIntent"] == "x1"
     operator.kube.delete("a")  # no finalizer was written by us: nothing holds it
@@ -510,7 +509,7 @@ async def test_a_lost_restart_response_is_verified_not_repeated(operator: Operat
     assert operator.ready("a") == ("False", "RetryScheduled")
     operator.kube.edit_status("a", {"nextRetryTime": long_ago()})
     assert (await operator.visit("a", Source.REQUEUE) or 0) > 20  # the lease
-    operator.kube.edit_status("a", {"unverifiedIntent": {"since": long_ago()}})
+    operator.clock.advance(30)
     await operator.visit("a", Source.REQUEUE)
     assert operator.dataworks.count(START) == 2  # the first start and the one restart
     assert operator.status("a")["restarts"] == 1

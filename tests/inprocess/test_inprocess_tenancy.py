@@ -148,12 +148,15 @@ async def test_a_malformed_intent_is_verified_not_trusted_and_not_a_wedge(operat
     assert operator.ready("a") == ("True", "Running")
 
 
-async def test_an_intent_from_the_future_does_not_wedge(operator: Operator) -> None:
+async def test_an_intent_from_the_future_waits_one_lease_not_until_its_date(operator: Operator) -> None:
     future = t.StartIntent.model_validate(
         {"generation": 1, "since": "2099-01-01T00:00:00Z", "owner": "someone", "id": "f1"}
     )
     operator.kube.create("a", REALTIME, annotations={t.START_INTENT: future.model_dump_json()})
-    assert await operator.visit("a") is None
+    assert (await operator.visit("a") or 0) <= 30
+    assert operator.dataworks.calls == []
+    operator.clock.advance(30)
+    assert await operator.visit("a", Source.REQUEUE) is None
     assert operator.dataworks.calls == [(INFO, 100), (START, 100)]
     assert operator.ready("a") == ("True", "Started")
 

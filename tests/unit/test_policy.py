@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import random
+from typing import Any
 
 import pytest
 
@@ -68,8 +68,15 @@ def test_jitter_spreads_retries() -> None:
 # --- the exactly-once decision --------------------------------------------------------------------------------
 
 
+def seen_since_sent(at: dt.datetime) -> policy.IntentLease:
+    """A 30 s lease for a reader that first saw each intent when it was sent (its `since`), now at `at`."""
+    return policy.IntentLease(30, lambda intent: (at - intent.since).total_seconds())
+
+
 def decide(st: DISyncInstanceStatus, generation: int = 1, creds: str = "v1", at: dt.datetime = T0):
-    return policy.decide_start(generation=generation, status=st, credentials_version=creds, lease_seconds=30, at=at)
+    return policy.decide_start(
+        generation=generation, status=st, credentials_version=creds, lease=seen_since_sent(at), at=at
+    )
 
 
 def test_a_new_object_is_started() -> None:
@@ -110,7 +117,12 @@ def test_a_5xx_marks_the_intent_answered_but_a_timeout_does_not() -> None:
     assert answered["unverifiedIntent"]["callEnded"] is True
     timeout = TransportError("read timeout", code="ReadTimeout")
     silent = policy.retry_scheduled(before, 1, timeout, 1.0, T0, keep_unverified=True).to_patch()
-    assert "unverifiedIntent" not in silent  # untouched: still unanswered, so the lease applies
+    # Still unanswered, so the lease applies; and the start counts as made if the task is then found stopped.
+    assert silent["unverifiedIntent"]["callEnded"] is False
+    assert silent["unverifiedIntent"]["answerLost"] is True
+    # A failed verification (a GET) says nothing about the start's answer.
+    verify = policy.retry_scheduled(before, 1, timeout, 1.0, T0, keep_unverified=True, count_attempt=True).to_patch()
+    assert "unverifiedIntent" not in verify
 
 
 def test_fresh_foreign_intent_is_respected_until_the_lease_ends() -> None:
@@ -206,9 +218,14 @@ def test_a_new_intent_is_unique_and_counts_an_attempt() -> None:
 
 def test_an_intent_on_the_object_is_pending_until_a_status_answers_it() -> None:
     claim = policy.new_intent(1, "op-a", T0)
-    decide = functools.partial(
-        policy.decide_start, generation=1, credentials_version="v1", lease_seconds=30, at=T0 + dt.timedelta(seconds=5)
-    )
+
+    def decide(
+        *, at: dt.datetime = T0 + dt.timedelta(seconds=5), generation: int = 1, **kwargs: Any
+    ) -> policy.StartDecision:
+        return policy.decide_start(
+            generation=generation, credentials_version="v1", lease=seen_since_sent(at), at=at, **kwargs
+        )
+
     # No answer yet: the call may be in flight (lease), then it is verified; never started again blindly.
     assert decide(status=status(), intent=claim).action is Action.WAIT
     assert decide(status=status(), intent=claim, at=T0 + dt.timedelta(seconds=31)).action is Action.VERIFY

@@ -115,7 +115,7 @@ def suspend(st: DISyncInstanceStatus, generation: int = 2, **intents: Any) -> po
         status=st,
         start_intent=intents.get("start"),
         stop_intent=intents.get("stop"),
-        lease_seconds=LEASE,
+        lease=policy.IntentLease(LEASE, lambda intent: (T0 - intent.since).total_seconds()),
         at=T0,
     )
 
@@ -205,7 +205,7 @@ def decide(st: DISyncInstanceStatus, generation: int = 2, **kwargs: Any) -> poli
         generation=generation,
         status=st,
         credentials_version="v",
-        lease_seconds=LEASE,
+        lease=policy.IntentLease(LEASE, lambda intent: (T0 - intent.since).total_seconds()),
         at=T0,
         spec_digest=kwargs.pop("digest", "d1"),
         **kwargs,
@@ -283,7 +283,7 @@ def restart(st: DISyncInstanceStatus, the_spec: DISyncInstanceSpec | None = None
         spec=the_spec or spec(restartPolicy="OnFailure"),
         status=st,
         intent=kwargs.get("intent"),
-        lease_seconds=LEASE,
+        lease=policy.IntentLease(LEASE, lambda intent: (T0 - intent.since).total_seconds()),
         max_per_hour=kwargs.get("max_per_hour", 3),
         at=T0,
     )

@@ -204,6 +204,7 @@ def test_a_status_update_writes_only_its_fields_each_whole() -> None:
             "owner": "a",
             "id": "x",
             "callEnded": False,
+            "answerLost": False,
             "restart": None,
         },
         "requestId": None,

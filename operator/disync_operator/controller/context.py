@@ -24,7 +24,7 @@ def parse_status(body: dict[str, Any]) -> tuple[t.DISyncInstanceStatus, bool]:
     was started is what got lost."""
     try:
         return t.DISyncInstanceStatus.model_validate(dict(body.get("status") or {})), False
-    except ValidationError:
+    except (ValidationError, ValueError, TypeError, RecursionError):
         return t.DISyncInstanceStatus(), True
 
 
@@ -36,6 +36,9 @@ def parse_spec(body: dict[str, Any]) -> tuple[t.DISyncInstanceSpec | None, str]:
         return None, "; ".join(
             f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)
         )
+    except (ValueError, TypeError, RecursionError):
+        # Not what the CRD's schema admits (an object written under an older CRD, say): InvalidSpec, not a crash.
+        return None, "spec: not a DISyncInstance spec this operator can read"
 
 
 def object_key(body: dict[str, Any]) -> str:
@@ -76,10 +79,18 @@ class ObjectContext:
 
     def read_intent(self) -> policy.IntentOnObject[t.StartIntent]:
         raw = self.annotations.get(t.START_INTENT)
-        read = policy.read_intent(raw, policy.now(), self.rt.settings.start_lease_seconds, t.StartIntent)
+        read = policy.read_intent(raw, t.StartIntent)
         if read.unreadable:
             self.logger.warning("the %s annotation is %s: ignored, and verified first", t.START_INTENT, read.unreadable)
         return read
+
+    @property
+    def lease(self) -> policy.IntentLease:
+        """Intents' leases, on this process's clock (from when it first saw each intent)."""
+        first_seen = self.rt.first_seen
+        return policy.IntentLease(
+            self.rt.settings.start_lease_seconds, lambda intent: first_seen.age(policy.intent_key(intent))
+        )
 
     def intent_on_object(self) -> t.StartIntent | None:
         return self.read_intent().intent
@@ -88,7 +99,7 @@ class ObjectContext:
         """A suspend's stop intent. An unreadable one is ignored: a stop is verified only where it could matter (a
         stop of ours with no known outcome); a stop sent again by mistake would stop a task that must be stopped."""
         raw = self.annotations.get(t.STOP_INTENT)
-        read = policy.read_intent(raw, policy.now(), self.rt.settings.start_lease_seconds, t.StopIntent)
+        read = policy.read_intent(raw, t.StopIntent)
         if read.unreadable:
             self.logger.warning("the %s annotation is %s: ignored", t.STOP_INTENT, read.unreadable)
         return read.intent
@@ -112,6 +123,7 @@ class ObjectContext:
     # -- writes ---------------------------------------------------------------------------------------------------
 
     async def write(self, update: t.StatusUpdate) -> None:
+        self.rt.check_leading()
         if self.answering is not None:
             update = policy.answer(update, self.status, self.answering)
             self.answering = None
@@ -131,6 +143,7 @@ class ObjectContext:
     async def patch_metadata(
         self, *, finalizers: list[str] | None = None, annotations: dict[str, str] | None = None
     ) -> None:
+        self.rt.check_leading()
         updated = await (await self.rt.kube()).patch_metadata(
             self.namespace,
             self.name,
@@ -149,7 +162,8 @@ class ObjectContext:
     def event(
         self, type_: Literal["Normal", "Warning"], reason: policy.Reason | policy.EventReason, message: str
     ) -> None:
-        self.rt.events.record(self.body, type_, reason, message)
+        if self.rt.leadership is None or self.rt.leadership.may_act():
+            self.rt.events.record(self.body, type_, reason, message)
 
     def other_owner(self) -> policy.TaskClaim | None:
         """The other resource that manages this one's DataWorks task, if it is not this one."""

@@ -125,6 +125,7 @@ async def serve(runtime: Runtime, registry: kopf.OperatorRegistry) -> int:
             if not leading:
                 return 0
             runtime.readiness.leader = runtime.me
+            runtime.lead_by(election)
         runtime.readiness.role = "leader"
         runtime.metrics.set_leading(True)
         return await _lead(runtime, registry, election)

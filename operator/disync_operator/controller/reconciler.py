@@ -78,7 +78,7 @@ class Reconciler(ObjectContext):
             generation=self.generation,
             status=self.status,
             credentials_version=creds.version,
-            lease_seconds=self.rt.settings.start_lease_seconds,
+            lease=self.lease,
             at=at,
             intent=intent,
             unreadable_intent=read.unreadable is not None or self.status_unreadable,
@@ -113,28 +113,16 @@ class Reconciler(ObjectContext):
             if policy.still_stopping(spec.task_type, info):
                 return self.rt.backoff.delay(1)  # e.g. its previous resource's stop: started once it has stopped
             self.rt.owners.handed_over.discard(self.uid)
-            if policy.start_took_effect(spec.task_type, info):
-                state = info.data.status
-                if adopting and policy.needs_finalizer(spec) and t.FINALIZER not in self.finalizers:
-                    # Managed from now on: deletion stops what was taken over, as it would what was started.
-                    await self.patch_metadata(finalizers=[*self.finalizers, t.FINALIZER])
-                update = policy.started(
-                    self.status,
-                    self.generation,
-                    None,
-                    creds.version,
-                    at,
-                    verified_state=state,
-                    spec_digest=spec.start_digest(),
-                    adopted=adopting,
-                )
-                await self.write(update)
-                if adopting:
-                    self.logger.info("taken over from ObserveOnly: the task runs (live state %s)", state)
-                    self.event("Normal", policy.EventReason.ADOPTED, f"taken over without a start (live state {state})")
-                else:
-                    self.logger.info("generation %s was already started (live state %s)", self.generation, state)
-                return None
+            open_start = policy.unanswered(self.status, intent)
+            verified = policy.after_verifying(
+                running=policy.start_took_effect(spec.task_type, info),
+                status=self.status,
+                own_start=open_start if open_start is not None and open_start.generation == self.generation else None,
+                adopting=adopting,
+                spec_digest=spec.start_digest(),
+            )
+            if verified is not policy.Verified.START:
+                return await self.record_verified(spec, creds, verified, info.data.status, at)
 
         sent = await self.send_start(spec, creds)
         if not isinstance(sent, ActionResponse):
@@ -154,6 +142,52 @@ class Reconciler(ObjectContext):
             "started generation %s (RequestId %s)", self.generation, request_id, extra={"request_id": request_id}
         )
         self.event("Normal", policy.EventReason.STARTED, f"StartDISyncInstance succeeded (RequestId {request_id})")
+        return None
+
+    async def record_verified(
+        self,
+        spec: t.DISyncInstanceSpec,
+        creds: ResolvedCredentials,
+        verified: policy.Verified,
+        state: str | None,
+        at: dt.datetime,
+    ) -> float | None:
+        """Write what the live state read before a start showed, when it calls for no start."""
+        if verified is policy.Verified.SPENT:
+            await self.write(
+                policy.start_spent(
+                    self.status,
+                    self.generation,
+                    creds.version,
+                    at,
+                    verified_state=state,
+                    spec_digest=spec.start_digest(),
+                    restart_on_failure=spec.restart_policy is t.RestartPolicy.ON_FAILURE,
+                )
+            )
+            self.logger.warning("the start's answer was lost and the task is not running (%s): counted as made", state)
+            self.event("Warning", policy.Reason.NOT_RUNNING, f"the start's answer was lost; the task is {state}")
+            return await self.restart_if_due(spec, creds)
+        adopting = verified is policy.Verified.ADOPTED
+        if adopting and policy.needs_finalizer(spec) and t.FINALIZER not in self.finalizers:
+            # Managed from now on: deletion stops what was taken over, as it would what was started.
+            await self.patch_metadata(finalizers=[*self.finalizers, t.FINALIZER])
+        update = policy.started(
+            self.status,
+            self.generation,
+            None,
+            creds.version,
+            at,
+            verified_state=state,
+            spec_digest=spec.start_digest(),
+            adopted=adopting,
+        )
+        await self.write(update)
+        if adopting:
+            self.logger.info("taken over from ObserveOnly: the task runs (live state %s)", state)
+            self.event("Normal", policy.EventReason.ADOPTED, f"taken over without a start (live state {state})")
+        else:
+            self.logger.info("generation %s was already started (live state %s)", self.generation, state)
         return None
 
     async def usable_credentials(self, spec: t.DISyncInstanceSpec, at: dt.datetime) -> ResolvedCredentials | None:
@@ -204,6 +238,7 @@ class Reconciler(ObjectContext):
         """One metadata write carries the start intent and, where deletion must stop the task, our finalizer (on
         the object before the task may run). Its resourceVersion precondition lets only one process write it."""
         intent = policy.new_intent(self.generation, self.rt.me, policy.now(), restart=restart)
+        self.rt.first_seen.age(policy.intent_key(intent))  # its lease runs from now, on this process's clock
         finalizers = None
         if policy.needs_finalizer(spec) and t.FINALIZER not in self.finalizers:
             finalizers = [*self.finalizers, t.FINALIZER]
@@ -295,7 +330,7 @@ class Reconciler(ObjectContext):
             spec=spec,
             status=self.status,
             intent=intent,
-            lease_seconds=self.rt.settings.start_lease_seconds,
+            lease=self.lease,
             max_per_hour=max_per_hour,
             at=at,
         )
@@ -327,6 +362,15 @@ class Reconciler(ObjectContext):
             return await self.start_failed(error, creds, keep_unverified=verifying, count_attempt=True, running=False)
         if policy.still_stopping(spec.task_type, info):
             return self.rt.backoff.delay(1)
+        if verifying and not policy.start_took_effect(spec.task_type, info):
+            # It may have run and stopped again: it counts against the hourly cap, and the next restart, if any,
+            # comes from the stopped state like every other.
+            state = info.data.status
+            await self.write(
+                policy.restart_spent(self.status, self.generation, decision.restart, at, verified_state=state)
+            )
+            self.logger.warning("restart %s had no known outcome and the task is %s: counted", decision.restart, state)
+            return await self.restart_if_due(spec, creds)
         if policy.start_took_effect(spec.task_type, info):
             state = info.data.status
             if verifying:
@@ -377,7 +421,7 @@ class Reconciler(ObjectContext):
             status=self.status,
             start_intent=start_intent,
             stop_intent=stop_intent,
-            lease_seconds=self.rt.settings.start_lease_seconds,
+            lease=self.lease,
             at=at,
         )
         self.logger.debug("suspend decision: %s %s", decision.action, decision.why)
@@ -445,6 +489,7 @@ class Reconciler(ObjectContext):
     async def write_stop_intent(self) -> t.StopIntent:
         """The stop intent goes on the object with the same precondition as a start intent: one process writes it."""
         intent = policy.new_stop_intent(self.generation, self.rt.me, policy.now())
+        self.rt.first_seen.age(policy.intent_key(intent))
         await self.patch_metadata(annotations={t.STOP_INTENT: intent.annotation()})
         return intent
 

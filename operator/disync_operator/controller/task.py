@@ -64,8 +64,11 @@ class DataWorksTask:
         *,
         on_call: CallHook | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        before_call: Callable[[], None] = lambda: None,
     ) -> None:
+        """`before_call` runs before every call and may raise to stop it (the leadership check)."""
         self._settings = settings
+        self._before_call = before_call
         self._default_credentials = default_credentials
         self._transport = transport
         self._options = ClientOptions(
@@ -88,6 +91,7 @@ class DataWorksTask:
         observe_qps = settings.effective_observe_qps
         self._observe_budget = TokenBucket(observe_qps) if observe_qps is not None else None
         self._clients: dict[str, DataWorksClient] = {}
+        self._addresses: dict[str, str] = {}  # region as written -> endpoint, for task_address
 
     def region_problem(self, spec: t.DISyncInstanceSpec) -> str | None:
         """Why the spec's region can't be used, before any call: only DataWorks regions (the official SDK's endpoint
@@ -100,6 +104,25 @@ class DataWorksTask:
         except UnknownRegionError as error:
             return f"spec.region: {error}"
         return None
+
+    def task_address(self, region: object, project: object, file: object) -> str | None:
+        """What DataWorks addresses a task by: the endpoint its calls go to, the project and the file (None if the
+        spec names no usable task). No RegionId is sent, so two region names that resolve to one host (36 regions of
+        the SDK's map share the central host) name one task, and with DISYNC_ENDPOINT every region does."""
+        if not isinstance(project, int) or not isinstance(file, int):
+            return None
+        if region is not None and not isinstance(region, str):
+            return None
+        key = region or ""
+        endpoint = self._addresses.get(key)
+        if endpoint is None:
+            try:
+                endpoint = self.endpoint_for(region)
+            except ValueError:  # an unknown region (InvalidSpec): it names no task
+                return None
+            if len(self._addresses) < 1024:  # regions are few; a flood of names is resolved each time, not kept
+                self._addresses[key] = endpoint
+        return f"{endpoint.split('://', 1)[-1]}/{project}/{file}"
 
     def endpoint_for(self, region: str | None) -> str:
         s = self._settings
@@ -129,6 +152,7 @@ class DataWorksTask:
         observation budget first (a verification before a start does not)."""
         if follow_up and self._observe_budget is not None:
             await self._observe_budget.acquire()
+        self._before_call()
         request = GetDISyncInstanceInfoRequest(
             project_id=spec.project_id, task_type=ApiTaskType(spec.task_type.value), file_id=spec.file_id
         )
@@ -141,6 +165,7 @@ class DataWorksTask:
         the concurrency cap's slots (so the intent's time is close to the send time); the call leaves within the
         intent's lease minus its own deadline, or is not sent (a retryable error). If `write_intent` raises,
         nothing is sent and the error propagates."""
+        self._before_call()
         request = StartDISyncInstanceRequest(
             project_id=spec.project_id,
             task_type=ApiTaskType(spec.task_type.value),
@@ -166,12 +191,14 @@ class DataWorksTask:
 
     async def stop(self, spec: t.DISyncInstanceSpec, credentials: CredentialsProvider) -> ActionResponse:
         """StopDISyncInstance (real-time tasks only: the API has no stop for a solution)."""
+        self._before_call()
         return await self._client(spec).stop_instance(self._stop_request(spec), credentials=credentials)
 
     async def stop_once(
         self, spec: t.DISyncInstanceSpec, credentials: CredentialsProvider, *, write_intent: WriteStopIntent
     ) -> StopOutcome:
         """StopDISyncInstance for a suspend: `write_intent` (the stop intent) and the send window as for a start."""
+        self._before_call()
         written: list[t.StopIntent] = []
 
         async def before_send() -> float:

@@ -16,6 +16,7 @@ from disync_operator.controller.credentials import CredentialsUnavailable
 from disync_operator.controller.metrics import ReconcileResult
 from disync_operator.controller.reconciler import Reconciler
 from disync_operator.controller.runtime.kube import Conflict, KubeError
+from disync_operator.controller.runtime.leader import NotLeading
 from disync_operator.controller.runtime.process import Runtime
 from disync_operator.controller.runtime.workqueue import Source, Work
 
@@ -61,6 +62,11 @@ async def _reconcile(rt: Runtime, work: Work, logger: Logger) -> ReconcileResult
         delay = await reconciler.reconcile(starts=starts, observe=work.observe)
         settled = True
         result = ReconcileResult.SUCCESS if delay is None else ReconcileResult.REQUEUE_AFTER
+    except NotLeading:
+        # The Lease could not be confirmed mid-reconcile: nothing more was sent or written. If it is confirmed
+        # again, this process looks again; if it is lost, the process ends and the next leader looks.
+        delay = rt.leadership.retry_period if rt.leadership is not None else 1.0
+        result = ReconcileResult.REQUEUE
     except Conflict:
         # The object changed since this body was read; its newer version is on its way as an event and will be
         # reconciled then. The requeue is the safety net should that event be lost.

@@ -26,7 +26,7 @@ from disync_operator.types import (
     StopIntent,
 )
 
-from .start import STARTED_STATES, in_flight, stop_may_be_pending, stopped_since_started, unanswered
+from .start import STARTED_STATES, IntentLease, stop_may_be_pending, stopped_since_started, unanswered
 
 # Live states of a real-time task that stopped (whoever stopped it): a restart's reason. KILLING is still stopping.
 STOPPED_STATES = frozenset({"PAUSE", "NORUN"})
@@ -79,7 +79,7 @@ def decide_suspend(
     status: DISyncInstanceStatus,
     start_intent: StartIntent | None,
     stop_intent: StopIntent | None,
-    lease_seconds: float,
+    lease: IntentLease,
     at: dt.datetime,
 ) -> SuspendDecision:
     """A suspended generation: StopDISyncInstance once, unless the task is already stopped by us since our last
@@ -87,9 +87,9 @@ def decide_suspend(
     if stopped_since_started(status, start_intent):
         return SuspendDecision(SuspendAction.NOTHING, why=f"stopped at generation {status.stopped_generation}")
     open_start = unanswered(status, start_intent)
-    if open_start is not None and in_flight(open_start, at, lease_seconds) > 0:
+    if open_start is not None and lease.remaining(open_start) > 0:
         # A stop that lands before a start still executing would leave the task running.
-        wait = in_flight(open_start, at, lease_seconds)
+        wait = lease.remaining(open_start)
         return SuspendDecision(SuspendAction.WAIT, wait_seconds=wait, why=f"start in flight by {open_start.owner}")
     retry_at = status.next_retry_time
     if retry_at is not None and status.observed_generation == generation and retry_at > at:
@@ -97,7 +97,7 @@ def decide_suspend(
         return SuspendDecision(SuspendAction.WAIT, wait_seconds=wait, why=f"backing off until {retry_at.isoformat()}")
     open_stop = stop_may_be_pending(status, stop_intent)
     if open_stop is not None:
-        wait = in_flight(open_stop, at, lease_seconds)
+        wait = lease.remaining(open_stop)
         if wait > 0:
             return SuspendDecision(SuspendAction.WAIT, wait_seconds=wait, why=f"stop in flight by {open_stop.owner}")
         return SuspendDecision(SuspendAction.VERIFY, why="an earlier stop has no recorded outcome")
@@ -161,7 +161,7 @@ def decide_restart(
     spec: DISyncInstanceSpec,
     status: DISyncInstanceStatus,
     intent: StartIntent | None,
-    lease_seconds: float,
+    lease: IntentLease,
     max_per_hour: int,
     at: dt.datetime,
 ) -> RestartDecision:
@@ -174,7 +174,7 @@ def decide_restart(
         and open_intent.generation == generation
         and open_intent.restart > status.restarts
     ):
-        wait = in_flight(open_intent, at, lease_seconds)
+        wait = lease.remaining(open_intent)
         if wait > 0:
             why = f"restart {open_intent.restart} in flight by {open_intent.owner}"
             return RestartDecision(RestartAction.WAIT, wait_seconds=wait, restart=open_intent.restart, why=why)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
@@ -71,25 +72,39 @@ class IntentOnObject(Generic[IntentT]):
     unreadable: str | None = None  # what is wrong with it
 
 
-def read_intent(raw: str | None, at: dt.datetime, lease_seconds: float, kind: type[IntentT]) -> IntentOnObject[IntentT]:
+def read_intent(raw: str | None, kind: type[IntentT]) -> IntentOnObject[IntentT]:
+    """The intent an annotation holds. Its date is not checked against any clock: the reader times it from when it
+    first saw it (`IntentLease`), so a writer's clock far ahead or behind changes nothing."""
     if not raw:
         return IntentOnObject()
     try:
-        intent = kind.model_validate_json(raw)
-    except ValidationError:
+        return IntentOnObject(kind.model_validate_json(raw))
+    except (ValidationError, ValueError, RecursionError):
         return IntentOnObject(unreadable=f"not a {kind.__name__}")
-    if (intent.since - at).total_seconds() > lease_seconds:
-        # Trusting it would wait until that date: a clock that far ahead, or a hand-written value.
-        return IntentOnObject(unreadable=f"dated in the future ({intent.since.isoformat()})")
-    return IntentOnObject(intent)
 
 
-def in_flight(intent: Intent, at: dt.datetime, lease_seconds: float) -> float:
-    """How long the call of `intent` may still be in flight or executing server-side (0: it can't be any more). The
-    lease outlasts the client's timeouts; a call that got an HTTP answer is not in flight."""
-    if intent.call_ended:
-        return 0.0
-    return max(0.0, lease_seconds - (at - intent.since).total_seconds())
+def intent_key(intent: Intent) -> str:
+    """What identifies an intent to the reader's clock (intents written before ids existed: their contents)."""
+    return intent.id or f"{intent.owner}|{intent.generation}|{intent.since.isoformat()}"
+
+
+@dataclass(frozen=True)
+class IntentLease:
+    """How long a call announced by an intent may still be in flight or executing server-side, whoever sent it.
+
+    The lease (DISYNC_START_LEASE_SECONDS) outlasts the client's timeouts. It runs on the reader's own clock: `age`
+    is how long this process has seen the intent (`runtime.FirstSeen`), never the writer's date, so two processes
+    whose clocks disagree can't both believe a call over. What that costs: a process that takes over an intent
+    another one left unanswered waits a whole lease from its first sight of it."""
+
+    seconds: float
+    age: Callable[[Intent], float]
+
+    def remaining(self, intent: Intent) -> float:
+        """0 when the call can't be in flight any more; a call that got an HTTP answer is not in flight."""
+        if intent.call_ended:
+            return 0.0
+        return max(0.0, self.seconds - self.age(intent))
 
 
 def new_intent(generation: int, me: str, at: dt.datetime, *, restart: int | None = None) -> StartIntent:
@@ -148,7 +163,7 @@ def decide_start(
     generation: int,
     status: DISyncInstanceStatus,
     credentials_version: str,
-    lease_seconds: float,
+    lease: IntentLease,
     at: dt.datetime,
     intent: StartIntent | None = None,
     unreadable_intent: bool = False,
@@ -176,14 +191,14 @@ def decide_start(
         # The intent is written when the request is sent. Until the lease has passed, that request may still be
         # in flight, or executing server-side after a client timeout, whoever sent it (this process or another):
         # verifying before then could see NORUN and start a second time. The lease outlasts the client's timeouts.
-        wait = in_flight(open_intent, at, lease_seconds)
+        wait = lease.remaining(open_intent)
         if wait > 0:
             return StartDecision(Action.WAIT, wait_seconds=wait, why=f"start in flight by {open_intent.owner}")
         return StartDecision(Action.VERIFY, why="an earlier start of this generation has no recorded outcome")
     open_stop = unanswered_stop(status, stop_intent)
-    if open_stop is not None and in_flight(open_stop, at, lease_seconds) > 0:
+    if open_stop is not None and lease.remaining(open_stop) > 0:
         # A suspend's stop may still execute: a start sent before it lands would be undone by it.
-        wait = in_flight(open_stop, at, lease_seconds)
+        wait = lease.remaining(open_stop)
         return StartDecision(Action.WAIT, wait_seconds=wait, why=f"stop in flight by {open_stop.owner}")
     if unreadable_intent:
         return StartDecision(Action.VERIFY, why="the start-intent annotation can't be read")
@@ -207,6 +222,45 @@ def decide_start(
         # which would read as terminal); its live state decides when to start.
         return StartDecision(Action.VERIFY, why="resuming after a suspend: the task may still be stopping")
     return StartDecision(Action.START)
+
+
+class Verified(StrEnum):
+    """What the live state read before a start decides."""
+
+    STARTED = "started"  # it runs: record the generation as started, no call
+    ADOPTED = "adopted"  # it runs and Full takes it over from ObserveOnly: record it, no call
+    SPENT = "spent"  # our start's answer was lost and the task is not running: the start counts as made
+    START = "start"  # send the start
+
+
+def start_parameters_changed(status: DISyncInstanceStatus, spec_digest: str | None) -> bool:
+    """The spec's start parameters differ from those the task was last started with (unknown: not changed). The
+    one rule for leaving a detour that sent no start (ObserveOnly, suspend): a running task is kept as it is only
+    if it runs with what the spec says."""
+    return (
+        spec_digest is not None and status.started_spec_digest is not None and status.started_spec_digest != spec_digest
+    )
+
+
+def after_verifying(
+    *,
+    running: bool,
+    status: DISyncInstanceStatus,
+    own_start: StartIntent | None,
+    adopting: bool,
+    spec_digest: str | None,
+) -> Verified:
+    """`running`: the live state shows the task started; `own_start`: the start of this generation being verified
+    (None when the look is for another reason: adoption, a resume, a handover, an unreadable intent)."""
+    if own_start is not None:
+        if running:
+            return Verified.STARTED
+        # The request left and its answer never came: it may have started a task that then stopped (a task that
+        # fails at once, say). Sending it again would escape restartPolicy Never and the hourly restart cap.
+        return Verified.SPENT if own_start.answer_lost else Verified.START
+    if not running or start_parameters_changed(status, spec_digest):
+        return Verified.START
+    return Verified.ADOPTED if adopting else Verified.STARTED
 
 
 def adopting(status: DISyncInstanceStatus) -> bool:

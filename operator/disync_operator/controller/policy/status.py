@@ -106,6 +106,48 @@ def started(
     return done.merged(reported)
 
 
+def start_spent(
+    status: DISyncInstanceStatus,
+    generation: int,
+    credentials_version: str,
+    at: dt.datetime,
+    *,
+    verified_state: str | None,
+    spec_digest: str | None,
+    restart_on_failure: bool,
+) -> StatusUpdate:
+    """The start of `generation` was sent, its answer was lost, and the task is not running: the start counts as
+    made (it may have run and stopped), so the generation is recorded as started and the task as not running.
+    restartPolicy OnFailure restarts it from here, within its hourly cap; Never leaves it to the user."""
+    after = (
+        "restartPolicy OnFailure restarts it within DISYNC_MAX_RESTARTS_PER_HOUR"
+        if restart_on_failure
+        else "restartPolicy Never sends no second start: change the spec, or set restartPolicy OnFailure, to start it"
+    )
+    message = (
+        f"the start of generation {generation} was sent and its answer lost, and the task is not running (live state "
+        f"{verified_state}): the start counts as made. {after}"
+    )
+    return StatusUpdate(
+        started_generation=generation,
+        failed_generation=None,
+        observed_generation=generation,
+        unverified_intent=None,
+        next_retry_time=None,
+        last_error=None,
+        credentials_version=credentials_version,
+        started_spec_digest=spec_digest,
+        last_start_time=at,
+        instance_state=verified_state,
+        last_observed_time=at,
+        status=None,
+        message=message,
+        conditions=conditions(
+            status, generation, at, ("False", Reason.NOT_RUNNING, message), ("True", Reason.RECONCILE_SUCCESS, "")
+        ),
+    )
+
+
 def carried_over(status: DISyncInstanceStatus, generation: int, at: dt.datetime) -> StatusUpdate:
     """A generation that changes only lifecycle fields (suspend, managementPolicy, restartPolicy) while the task runs
     from our start: it counts as started, and the Ready condition says what it said, now about this generation."""
@@ -191,6 +233,10 @@ def retry_scheduled(
         # An HTTP answer came back: nothing is in flight any more, so the next look may verify at once.
         ended = status.unverified_intent.model_copy(update={"call_ended": True})
         update = update.merged(StatusUpdate(unverified_intent=ended))
+    elif status.unverified_intent is not None and not count_attempt:
+        # The start itself left and its answer was lost: from now on it counts as made (policy.after_verifying).
+        lost = status.unverified_intent.model_copy(update={"answer_lost": True})
+        update = update.merged(StatusUpdate(unverified_intent=lost))
     if count_attempt:
         update = update.merged(StatusUpdate(attempts=attempts))
     if error.request_id:
@@ -468,6 +514,32 @@ def restart_limited(
             ("False", Reason.RESTART_LIMIT_REACHED, message),
             ("True", Reason.RECONCILE_SUCCESS, ""),
         )
+    )
+
+
+def restart_spent(
+    status: DISyncInstanceStatus, generation: int, restart: int, at: dt.datetime, *, verified_state: str | None
+) -> StatusUpdate:
+    """Restart number `restart` was sent with no known outcome and the task is not running: it counts as made (it
+    may have run and stopped), so it counts against DISYNC_MAX_RESTARTS_PER_HOUR, and the next restart is scheduled
+    from the stopped state as any other."""
+    message = (
+        f"restart {restart} had no known outcome and the task is not running (live state {verified_state}): it counts "
+        "as made"
+    )
+    window = [t for t in recent_restarts(status, at) if t < at]
+    return StatusUpdate(
+        restarts=restart,
+        last_restart_time=at,
+        restart_times=[*window, at][-MAX_RESTARTS_PER_HOUR:],
+        last_start_time=at,
+        instance_state=verified_state,
+        last_observed_time=at,
+        unverified_intent=None,
+        next_retry_time=None,
+        conditions=conditions(
+            status, generation, at, ("False", Reason.NOT_RUNNING, message), ("True", Reason.RECONCILE_SUCCESS, "")
+        ),
     )
 
 

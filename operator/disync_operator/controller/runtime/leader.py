@@ -1,7 +1,12 @@
 """Leader election on a coordination.k8s.io/v1 Lease, with client-go's rules.
 
-Of the replicas, the one named in the Lease's `holderIdentity` reconciles; it renews `renewTime` every retry period
-and gives up (the process stops reconciling and exits) if it could not renew for the renew deadline. A standby reads
+Of the replicas, the one named in the Lease's `holderIdentity` reconciles; it renews `renewTime` every retry period.
+It gives up (the process stops reconciling and exits) at once when a renewal finds the Lease held by another or gone
+(deleted by hand, or pruned by a GitOps tool: a standby may already have created it anew), and when it could not
+renew for the renew deadline. Between a failed renewal and the next good one it hands out no reconcile, and every
+call and write of a reconcile in flight first asks `may_act()`: yes only while the last renewal's request left less
+than the renew deadline ago, on this process's monotonic clock (which also runs while the process is stopped, so a
+leader frozen past its lease and thawed makes no call and no write). A standby reads
 the Lease twice per retry period (one small GET a second) and takes it over when it is released (empty holder) or
 when its record has not changed for its `leaseDurationSeconds` as measured on the standby's own clock (so clock skew
 between nodes does not matter). Every write is an update with the resourceVersion read: of two candidates, one wins
@@ -41,6 +46,10 @@ def micro_time(at: dt.datetime) -> str:
     return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class NotLeading(Exception):
+    """This process can't confirm it holds the Lease: a reconcile in flight makes no call and no write from here."""
+
+
 class LeaderElection:
     def __init__(
         self,
@@ -67,6 +76,11 @@ class LeaderElection:
         self.holder: str | None = None  # who leads, as last seen
         self.leading = False
         self.reachable = False  # a look at the Lease has succeeded (readiness)
+        # When the request of the last good renewal left (our monotonic clock): no other candidate can take over
+        # before a lease duration after that, on any clock that runs at about our rate.
+        self._renewed_at: float | None = None
+        # Called with False when a renewal fails (hand out no reconcile), True when one succeeds again.
+        self.on_confirmed: Callable[[bool], None] = lambda confirmed: None
 
     def _observe(self, lease: dict[str, Any]) -> dict[str, Any]:
         spec: dict[str, Any] = lease.get("spec") or {}
@@ -90,6 +104,31 @@ class LeaderElection:
             "leaseTransitions": int(previous.get("leaseTransitions") or 0) + (1 if taking_over and previous else 0),
         }
 
+    def may_act(self) -> bool:
+        """Whether a reconcile may call DataWorks or write now: leading, and the last renewal (or acquisition) left
+        less than the renew deadline ago."""
+        renewed = self._renewed_at
+        return self.leading and renewed is not None and self._clock() - renewed < self.renew_deadline
+
+    async def renew(self) -> bool:
+        """One renewal by the holder: True if renewed; False if it could not be confirmed (an error, a conflict).
+        Raises NotLeading when the Lease is gone or names another holder: then another may already lead."""
+        sent = self._clock()
+        lease = await self.api.get_lease(self.namespace, self.name)
+        if lease is None:
+            self.holder = None
+            raise NotLeading(f"the Lease {self.namespace}/{self.name} is gone")
+        spec = self._observe(lease)
+        holder = spec.get("holderIdentity") or ""
+        if holder != self.identity:
+            raise NotLeading(f"the Lease {self.namespace}/{self.name} names {holder or 'no one'}")
+        try:
+            self._observe(await self.api.update_lease(self.namespace, {**lease, "spec": self._spec(spec)}))
+        except Conflict:
+            return False  # changed since our read: the next look tells by whom
+        self._renewed_at = sent
+        return True
+
     async def try_acquire_or_renew(self) -> bool:
         """One attempt: True if this process holds the Lease afterwards."""
         lease = await self.api.get_lease(self.namespace, self.name)
@@ -100,12 +139,14 @@ class LeaderElection:
                 "metadata": {"name": self.name, "namespace": self.namespace},
                 "spec": self._spec({}),
             }
+            sent = self._clock()
             try:
                 self._observe(await self.api.create_lease(self.namespace, body))
             except KubeError as error:
                 if error.status == 409:  # another candidate created it first
                     return False
                 raise
+            self._renewed_at = sent
             return True
         spec = self._observe(lease)
         holder = spec.get("holderIdentity") or ""
@@ -113,10 +154,12 @@ class LeaderElection:
             return False
         # (A record's renewTime from another node's clock is never compared with ours; only its changes are.)
         lease = {**lease, "spec": self._spec(spec)}
+        sent = self._clock()
         try:
             self._observe(await self.api.update_lease(self.namespace, lease))
         except Conflict:
             return False
+        self._renewed_at = sent
         return True
 
     async def _attempt(self, within: float) -> bool:
@@ -158,15 +201,31 @@ class LeaderElection:
         return False
 
     async def hold(self) -> None:
-        """Renew the Lease every retry period; return when it could not be renewed for the renew deadline (the
-        process must then stop reconciling at once: another may take over after the lease duration)."""
+        """Renew the Lease every retry period; return when this process no longer leads (the process must then stop
+        reconciling at once): at the first renewal that finds the Lease gone or another holder, or when it could not
+        be renewed for the renew deadline. A failed renewal pauses the handing out of reconciles until one succeeds."""
         renewed = self._clock()
+        confirmed = True
         while True:
-            await asyncio.sleep(self.retry_period)
+            await asyncio.sleep(self.retry_period if confirmed else min(self.retry_period, 0.5))
             left = self.renew_deadline - (self._clock() - renewed)
-            if left > 0 and await self._attempt(left):
+            try:
+                ok = left > 0 and await asyncio.wait_for(self.renew(), left)
+            except NotLeading as lost:
+                log.error("leader election: %s; no longer leading", lost)
+                self._set_leading(False)
+                return
+            except (KubeError, httpx.HTTPError, TimeoutError) as error:
+                log.warning(
+                    "leader election: the Lease %s/%s could not be renewed: %s", self.namespace, self.name, error
+                )
+                ok = False
+            if ok:
                 renewed = self._clock()
-            elif self._clock() - renewed >= self.renew_deadline:
+            if ok != confirmed:
+                confirmed = ok
+                self.on_confirmed(ok)
+            if not ok and self._clock() - renewed >= self.renew_deadline:
                 log.error(
                     "leader election: the Lease %s/%s was not renewed for %.0fs; no longer leading",
                     self.namespace,

@@ -1,5 +1,7 @@
-"""Which DISyncInstance manages each DataWorks task: one per (region, project, file) in everything this process
-watches, so two resources (say, in two tenants' namespaces) can never both start, stop or report one task.
+"""Which resource manages each cloud task: one per task address in everything this process watches, so two
+resources (say, in two tenants' namespaces) can never both start, stop or report one task. The address is what the
+cloud itself addresses (for DataWorks: endpoint host, project, file; `task.DataWorksTask.task_address`), so two
+spellings of one task (region aliases of one endpoint) are one task.
 
 The index is built from a LIST before the first reconcile, then kept current from every watch event. The rule that
 picks the owner is policy (`policy.task_owner`); this module only keeps the facts it needs, compactly: it holds an
@@ -9,26 +11,17 @@ entry for every object (bench/ P2 counts it), and almost every task has one reso
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from disync_operator.controller import policy
 
-TaskKey = str  # "region/project/file", region "" for the operator's default
+TaskKey = str  # the task's address, e.g. "dataworks.aliyuncs.com/10000/700"
+# The task an object manages; None if it names none, or only observes one (ObserveOnly acts on nothing, so it claims
+# nothing: it can watch a task another resource manages, and takes its turn once it is Full).
+TaskKeyOf = Callable[[dict[str, Any]], TaskKey | None]
 # uid -> (task, creationTimestamp, started, "namespace/name")
 _Entry = tuple[TaskKey, str, bool, str]
-
-
-def task_key(body: dict[str, Any], default_region: str | None) -> TaskKey | None:
-    """The task the object manages; None if it names none, or only observes one (ObserveOnly acts on nothing, so it
-    claims nothing: it can watch a task another resource manages, and takes its turn once it is Full)."""
-    spec = body.get("spec") or {}
-    if spec.get("managementPolicy") == "ObserveOnly":
-        return None
-    project, file = spec.get("projectId"), spec.get("fileId")
-    if not isinstance(project, int) or not isinstance(file, int):
-        return None
-    return f"{spec.get('region') or default_region or ''}/{project}/{file}"
 
 
 def _entry(key: TaskKey, body: dict[str, Any]) -> _Entry:
@@ -40,8 +33,8 @@ def _entry(key: TaskKey, body: dict[str, Any]) -> _Entry:
 
 
 class TaskOwners:
-    def __init__(self, default_region: str | None) -> None:
-        self._default_region = default_region
+    def __init__(self, key_of: TaskKeyOf) -> None:
+        self._key_of = key_of
         self._entries: dict[str, _Entry] = {}
         # task -> the uid naming it, or the uids when several do
         self._by_task: dict[TaskKey, str | list[str]] = {}
@@ -73,7 +66,7 @@ class TaskOwners:
         """Record the object as it is now; returns the objects whose task has a new owner because of it."""
         # Interned: one string per uid for every record of this process (the index, the queue's, the watch's).
         uid = sys.intern((body.get("metadata") or {}).get("uid") or "")
-        key = task_key(body, self._default_region)
+        key = self._key_of(body)
         previous = self._entries.get(uid)
         touched = self.remove(uid) if previous is not None and previous[0] != key else set()
         if key is None:

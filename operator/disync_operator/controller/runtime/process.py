@@ -15,8 +15,10 @@ from disync_operator.controller.identity import Identity, Login
 from disync_operator.controller.metrics import Metrics
 from disync_operator.controller.policy import Backoff
 from disync_operator.controller.runtime.events import EventRecorder
+from disync_operator.controller.runtime.first_seen import FirstSeen
 from disync_operator.controller.runtime.health import Readiness
 from disync_operator.controller.runtime.kube import KubeApi, KubeClient
+from disync_operator.controller.runtime.leader import LeaderElection, NotLeading
 from disync_operator.controller.runtime.owners import TaskOwners
 from disync_operator.controller.runtime.requeue import Requeue
 from disync_operator.controller.runtime.secrets import PassSecrets
@@ -67,6 +69,10 @@ class Runtime:
     # Objects waiting for a reconcile (every watch event, requeue and sweep visit goes through it).
     work: WorkQueue = field(init=False, default_factory=WorkQueue)
     kopf_settings: kopf.OperatorSettings = field(init=False, default_factory=kopf.OperatorSettings)
+    # The Lease this process leads by (None: no leader election); every call and write of a reconcile asks it.
+    leadership: LeaderElection | None = field(init=False, default=None)
+    # When this process first saw each intent, on its monotonic clock: intents' leases never read another's clock.
+    first_seen: FirstSeen = field(default_factory=FirstSeen)
 
     def __post_init__(self) -> None:
         self.me = self.me or instance_identity(self.settings)
@@ -76,11 +82,31 @@ class Runtime:
         )
         self.metrics.follow(self.work)
         s = self.settings
-        self.owners = TaskOwners(s.region)
         self.backoff = Backoff(base=s.backoff_base, factor=s.backoff_factor, cap=s.backoff_cap)
         self.dataworks = DataWorksTask(
-            s, self.default_credentials, on_call=self.metrics.on_call, transport=self.dataworks_transport
+            s,
+            self.default_credentials,
+            on_call=self.metrics.on_call,
+            transport=self.dataworks_transport,
+            before_call=self.check_leading,
         )
+        self.owners = TaskOwners(self.task_key)
+
+    def check_leading(self) -> None:
+        """Raise NotLeading unless this process may call DataWorks and write now (see runtime/leader.py)."""
+        if self.leadership is not None and not self.leadership.may_act():
+            raise NotLeading("the Lease is not confirmed: no call and no write")
+
+    def lead_by(self, election: LeaderElection) -> None:
+        """Reconcile under `election`'s Lease: no reconcile is handed out while a renewal can't confirm it."""
+        self.leadership = election
+        election.on_confirmed = lambda confirmed: self.work.pause(not confirmed)
+
+    def task_key(self, body: dict[str, Any]) -> str | None:
+        spec = body.get("spec") or {}
+        if spec.get("managementPolicy") == "ObserveOnly":
+            return None
+        return self.dataworks.task_address(spec.get("region"), spec.get("projectId"), spec.get("fileId"))
 
     def observed(self, body: dict[str, Any]) -> None:
         """A watch event brought this version of the object: keep the task index current, and look again at once at

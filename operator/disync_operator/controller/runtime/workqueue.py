@@ -118,6 +118,7 @@ class WorkQueue:
         self._observing = 0
         self._observe_cap = 1
         self._closed = False  # drain(): no more reconciles from this process
+        self._paused = False  # pause(): none handed out until resumed (the Lease could not be confirmed)
         self._written: dict[str, tuple[str, bool]] = {}  # uid -> (resourceVersion of our last write, settled)
         self._done = asyncio.Condition()
         self.observer: QueueObserver = _Unobserved()
@@ -200,6 +201,11 @@ class WorkQueue:
         self._observe_cap = max(1, workers // 4)
         await asyncio.gather(*(self._worker(reconcile) for _ in range(workers)))
 
+    def pause(self, paused: bool) -> None:
+        """Hand out no reconcile while `paused` (what waits keeps its place); the ones in flight go on."""
+        self._paused = paused
+        self._ready.set()
+
     async def drain(self, grace: float) -> bool:
         """Hand out nothing more, and wait up to `grace` s for the reconciles in flight to end (before a handover:
         the next leader must not find this process still writing). True if none is left."""
@@ -216,6 +222,10 @@ class WorkQueue:
         while True:
             if self._closed:
                 return None
+            if self._paused:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
             if not self._order.empty():
                 return self._order.get_nowait()
             if self._observing < self._observe_cap and not self._later.empty():
