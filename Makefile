@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv controlplane tools test test-unit run lint lock crd chart-files bench chaos clean
+.PHONY: help venv controlplane tools test-deps test test-unit run lint lock crd chart-files bench chaos clean
 
 help:
 	@echo "make run    - local control plane + DataWorks emulator + the operator, examples applied (Ctrl-C stops)"
@@ -34,8 +34,12 @@ tools:
 	@bash hack/build-tool.sh helm >/dev/null
 	@bash hack/build-tool.sh promtool >/dev/null
 
+# System packages the tests need (libfaketime), from Debian's archive when missing.
+test-deps:
+	@bash hack/test-deps.sh
+
 # pytest exits 5 when it collects nothing; that must fail the run rather than pass silently.
-test: venv controlplane tools
+test: venv controlplane tools test-deps
 	@$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
 
@@ -88,7 +92,7 @@ $(CONTENDER_STAMP):
 bench: venv controlplane $(RUNTIME_STAMP) $(CONTENDER_STAMP)
 	@$(PY) -m bench --operator-python $(RUNTIME_VENV)/bin/python --contender-python $(CONTENDER_VENV)/bin/python $(BENCH_ARGS)
 
-chaos: venv controlplane
+chaos: venv controlplane test-deps
 	@$(PY) -m pytest -q -m slow tests $(PYTEST_ARGS)
 
 clean:

@@ -111,6 +111,9 @@ class FaultConfig(_Strict):
     actions: list[str] | None = None
     latency_ms: float = Field(default=0, ge=0, le=600_000)
     jitter_ms: float = Field(default=0, ge=0, le=600_000)
+    # The cloud's own time to act on a request that reached it: the action takes effect this long after it
+    # arrived, whether or not its client still waits (a client that goes away does not undo it), then it answers.
+    execution_ms: float = Field(default=0, ge=0, le=600_000)
     error_rate: float = Field(default=0, ge=0, le=1)
     malformed_rate: float = Field(default=0, ge=0, le=1)
     truncated_rate: float = Field(default=0, ge=0, le=1)

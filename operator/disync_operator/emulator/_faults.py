@@ -7,6 +7,7 @@ consumes exactly one draw for the exclusive rate faults and one for the jitter.
 Where faults apply:
 
 * ``latency_ms``/``jitter_ms``: before authentication (it models the network), for matching actions;
+* ``execution_ms``: the action takes effect this long after it arrived, even if its client has gone meanwhile;
 * everything else only after a request authenticated, so auth tests are never disturbed by faults;
 * ``throttle_qps``: token bucket (capacity ``throttle_burst``, default max(1, qps)); an empty bucket answers
   429 ``Throttling.User`` with ``x-acs-retry-after`` (milliseconds until the next token);
@@ -156,6 +157,11 @@ class FaultEngine:
                 return 0.0
             jitter = self._rng.uniform(0, cfg.jitter_ms) if cfg.jitter_ms else 0.0
             return (cfg.latency_ms + jitter) / 1000
+
+    def execution_seconds(self, action: str) -> float:
+        with self._lock:
+            cfg = self._config
+            return cfg.execution_ms / 1000 if cfg.applies_to(action) else 0.0
 
     def decide(self, action: str) -> FaultDecision:
         """The post-authentication fault for one request."""

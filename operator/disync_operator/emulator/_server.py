@@ -11,7 +11,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -23,6 +23,7 @@ from disync_operator.emulator._auth import SignedRequest, Verifier, WallClock
 from disync_operator.emulator._config import (
     ACTIONS,
     API_VERSION,
+    AccessKeyConfig,
     ConsoleFailure,
     EmulatorConfig,
     FaultConfig,
@@ -231,6 +232,33 @@ class Emulator:
 
     # -- the API ---------------------------------------------------------------------------------------------
 
+    async def _execute_later(
+        self,
+        seconds: float,
+        action: str,
+        query: dict[str, str],
+        access_key: AccessKeyConfig,
+        record: Callable[[int | None, str | None, str | None], None],
+    ) -> DispatchResult:
+        """The action takes effect `seconds` from now. A client that goes away meanwhile cancels this handler
+        (handler_cancellation), not the action: it is shielded, and recorded with no answer when it lands."""
+
+        async def act() -> DispatchResult:
+            await asyncio.sleep(seconds)
+            return self.state.dispatch(action, query, access_key)
+
+        acting = asyncio.ensure_future(act())
+        try:
+            return await asyncio.shield(acting)
+        except asyncio.CancelledError:
+
+            def landed(done: asyncio.Future[DispatchResult]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    record(None, done.result().outcome, "client_gone")
+
+            acting.add_done_callback(landed)
+            raise
+
     async def _handle_api(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = _new_request_id()
@@ -312,7 +340,11 @@ class Emulator:
                 _reset_connection(request)
                 raise _NoResponse
 
-            result = self.state.dispatch(action, query, access_key)
+            execution = self.faults.execution_seconds(action)
+            if execution > 0:
+                result = await self._execute_later(execution, action, query, access_key, record)
+            else:
+                result = self.state.dispatch(action, query, access_key)
             hostile = fault.hostile
             data, body_id, header_id = result.data, request_id, request_id
             shaped: list[str] = []
