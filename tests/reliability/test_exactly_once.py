@@ -329,3 +329,41 @@ def frozen_leader(
         "calls_after_thaw": len(after),
         "duplicate_starts": sum(n - 1 for n in counts.values() if n > 1),
     }
+
+
+# --- lost answers count ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("restart_policy", ["Never", "OnFailure"])
+def test_lost_answers_of_a_failing_task_count_as_starts(
+    kubectl: Kubectl,
+    emulator: EmulatorProcess,
+    start_operator: Callable[..., OperatorProcess],
+    restart_policy: str,
+) -> None:
+    """The task fails 0.3 s after every start and every start's answer is lost (performed, then the connection
+    reset): Never sends one start; OnFailure at most 1 + DISYNC_MAX_RESTARTS_PER_HOUR in the hour."""
+    cap = 2
+    emulator.fail(FIRST_FILE, times=None, run_seconds=0.3)
+    emulator.set_faults(drop_start_response=100)
+    start_operator({"DISYNC_MAX_RESTARTS_PER_HOUR": str(cap), "DISYNC_OBSERVE_INTERVAL": "2"})
+    kubectl("apply", "-f", "-", input=dsi("flaky", file_id=FIRST_FILE, project_id=10000, restartPolicy=restart_policy))
+    final = "NotRunning" if restart_policy == "Never" else "RestartLimitReached"
+    began = time.monotonic()
+    wait_for(
+        lambda: (c := condition(kubectl.get_json("dsi", "flaky"))) and c["reason"] == final,
+        timeout=120,
+        what=f"the resource to say {final}",
+    )
+    settled_after = time.monotonic() - began
+    # A while longer: nothing more may be sent (the sweep keeps looking at the task meanwhile).
+    looks = len(emulator.requests("GetDISyncInstanceInfo"))
+    wait_for(lambda: len(emulator.requests("GetDISyncInstanceInfo")) >= looks + 3, timeout=60, what="a few more looks")
+    starts = len(emulator.requests("StartDISyncInstance"))
+    status = kubectl.get_json("dsi", "flaky")["status"]
+    restarts = status.get("restarts", 0)
+    print(
+        {"restart_policy": restart_policy, "starts": starts, "restarts": restarts, "seconds": round(settled_after, 1)}
+    )
+    assert starts == (1 if restart_policy == "Never" else 1 + cap)
+    assert status.get("restarts", 0) == (0 if restart_policy == "Never" else cap)
