@@ -244,3 +244,16 @@ async def test_no_call_and_no_write_once_the_lease_is_not_confirmed(operator: Op
     assert operator.rt.requeue.due_in(operator.kube.body("a")["metadata"]["uid"]) is not None
     await operator.visit("a", Source.REQUEUE)
     assert operator.dataworks.calls == [(START, 100)]
+
+
+async def test_a_released_lease_lets_reconciles_in_flight_finish_for_the_grace_only() -> None:
+    """SIGTERM: the Lease is released at once (the standby leads within a second) and no new reconcile is handed out;
+    the ones in flight may still record the outcome of their calls for the drain's grace, then nothing."""
+    kube, clock = FakeKube(), Clock()
+    a = elect(kube, clock, "a")
+    assert await a.acquire(asyncio.Event())
+    await a.release(grace=2)
+    assert not a.leading
+    assert a.may_act()
+    clock.now += 2
+    assert not a.may_act()

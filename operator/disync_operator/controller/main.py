@@ -192,7 +192,7 @@ async def _lead(runtime: Runtime, registry: kopf.OperatorRegistry, election: Lea
         # lease), as in any rolling update. Then kopf stops.
         drained = asyncio.create_task(runtime.stop_reconciling(grace=0 if lost else HANDOVER_DRAIN_SECONDS))
         if election is not None and not lost:
-            await election.release()
+            await election.release(grace=HANDOVER_DRAIN_SECONDS)
         await drained
         kopf_stop.set()
     try:

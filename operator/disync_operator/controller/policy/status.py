@@ -140,8 +140,8 @@ def start_spent(
         last_start_time=at,
         instance_state=verified_state,
         last_observed_time=at,
-        status=None,
-        message=message,
+        status=None,  # no answer came: no Data.Status or Data.Message to show
+        message=None,
         conditions=conditions(
             status, generation, at, ("False", Reason.NOT_RUNNING, message), ("True", Reason.RECONCILE_SUCCESS, "")
         ),

@@ -79,6 +79,8 @@ class LeaderElection:
         # When the request of the last good renewal left (our monotonic clock): no other candidate can take over
         # before a lease duration after that, on any clock that runs at about our rate.
         self._renewed_at: float | None = None
+        # A release: when, and for how long reconciles in flight may still finish (release()).
+        self._released: tuple[float, float] | None = None
         # Called with False when a renewal fails (hand out no reconcile), True when one succeeds again.
         self.on_confirmed: Callable[[bool], None] = lambda confirmed: None
 
@@ -106,7 +108,10 @@ class LeaderElection:
 
     def may_act(self) -> bool:
         """Whether a reconcile may call DataWorks or write now: leading, and the last renewal (or acquisition) left
-        less than the renew deadline ago."""
+        less than the renew deadline ago; or within the grace of a release."""
+        if self._released is not None:
+            released_at, grace = self._released
+            return self._clock() - released_at < grace
         renewed = self._renewed_at
         return self.leading and renewed is not None and self._clock() - renewed < self.renew_deadline
 
@@ -235,10 +240,13 @@ class LeaderElection:
                 self._set_leading(False)
                 return
 
-    async def release(self) -> None:
-        """Clear the holder (and shorten the lease to 1 s), so that a standby takes over at its next look."""
+    async def release(self, grace: float = 0.0) -> None:
+        """Clear the holder (and shorten the lease to 1 s), so that a standby takes over at its next look. The
+        reconciles in flight (no new one is handed out by then) may still finish for `grace` s: what they record is
+        the outcome of calls whose intents make the next leader wait a start lease before acting on them."""
         if not self.leading:
             return
+        self._released = (self._clock(), grace)
         self._set_leading(False)
         try:
             lease = await asyncio.wait_for(self.api.get_lease(self.namespace, self.name), self.retry_period)
