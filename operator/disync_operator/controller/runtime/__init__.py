@@ -17,6 +17,9 @@ kopf still logs in and watches; everything after the watch event is here:
 - `owners` (no kopf counterpart): which resource manages each DataWorks task, so two never act on one.
 - `secrets` (an informer's cache, without list/watch RBAC on Secrets): the Secrets one sweep pass has read, each
   read once per pass.
+- `leader` (kopf's peering; client-go's leaderelection): one process reconciles, and a reconcile in flight calls and
+  writes only while the Lease is confirmed.
+- `first_seen` (client-go's observedTime of a Lease record): ages timed from first sight on this process's own clock.
 - `process` (kopf's memo; controller-runtime's Manager): what every reconcile of one process shares.
 """
 
