@@ -158,7 +158,7 @@ def skewed_handover(
         "skew_seconds": skew,
         "how": how,
         "crs": count,
-        "starts": sum(counts.values()),
+        "starts": sum(counts[f] for f in files),
         "duplicate_starts": sum(n - 1 for n in counts.values() if n > 1),
         "takeover_seconds": round(took_over, 2),
         "all_ready_after_handover_seconds": round(all_ready, 2),
