@@ -18,7 +18,7 @@ from disync_operator.controller.identity import in_cluster_namespace
 from disync_operator.controller.runtime import Runtime
 from disync_operator.controller.runtime.health import HealthServer
 from disync_operator.controller.runtime.leader import LeaderElection
-from disync_operator.controller.settings import OperatorSettings
+from disync_operator.controller.settings import OperatorSettings, unknown_variables
 
 # How long in-flight reconciles may end after SIGTERM before kopf is stopped.
 HANDOVER_DRAIN_SECONDS = 2.0
@@ -228,6 +228,11 @@ async def leader_election(runtime: Runtime) -> LeaderElection:
 def load_settings(**overrides: Any) -> OperatorSettings:
     from pydantic import ValidationError
 
+    unknown = unknown_variables(os.environ)
+    for problem in unknown:
+        print(f"disync-operator: {problem}", file=sys.stderr)
+    if unknown:
+        raise SystemExit(2)
     try:
         return OperatorSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as error:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from ipaddress import IPv4Address
 from typing import Literal
 
@@ -145,3 +147,24 @@ class OperatorSettings(BaseSettings):
                 f"{self.effective_call_timeout}"
             )
         return self
+
+
+# Read by the development tools (`disync-operator dev`, hack/), never by the operator: not a mistake to find set.
+DEV_TOOL_VARIABLES = frozenset(
+    {"DISYNC_DEV_ONCE", "DISYNC_DEV_WORKDIR", "DISYNC_CONTROLPLANE_CACHE", "DISYNC_CONTROLPLANE_BIN"}
+)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """Each `DISYNC_*` variable the operator doesn't know, with the nearest known name when one is close: a typo
+    (`DISYNC_QSP`) would otherwise leave the default in force without a word."""
+    prefix = OperatorSettings.model_config.get("env_prefix") or ""
+    known = {f"{prefix}{name}".upper() for name in OperatorSettings.model_fields}
+    problems = []
+    for name in sorted(environ):
+        if not name.startswith(prefix) or name in known or name in DEV_TOOL_VARIABLES:
+            continue
+        nearest = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+        hint = f" (did you mean {nearest[0]}?)" if nearest else ""
+        problems.append(f"unknown setting {name}{hint}")
+    return problems
