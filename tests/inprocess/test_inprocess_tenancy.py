@@ -204,3 +204,10 @@ async def test_an_unknown_terminal_error_says_it_is_not_retried(operator: Operat
     operator.kube.edit_status("a", {"nextRetryTime": long_ago()})
     await operator.visit("a", Source.REQUEUE)
     assert operator.dataworks.calls == [(START, 100)]
+
+
+async def test_a_missing_secret_says_its_code_in_last_error(operator: Operator) -> None:
+    operator.kube.create("a", WITH_SECRET)
+    await operator.visit("a")
+    assert operator.ready("a") == ("False", "CredentialsUnavailable")
+    assert operator.status("a")["lastError"] == {"code": "CredentialsUnavailable", "retryable": False}

@@ -60,6 +60,12 @@ def answer(update: StatusUpdate, status: DISyncInstanceStatus, intent: StartInte
     return answered.merged(update).merged(StatusUpdate(answered_intent=intent.id))
 
 
+def last_error(error: DataWorksError, *, retryable: bool) -> LastError:
+    """What `status.lastError` says of an error: always a code, the API's, or else the reason it gives (a missing
+    Secret is `CredentialsUnavailable`, a reset connection the transport's code)."""
+    return LastError(code=error.code or error_reason(error).value, http_status=error.http_status, retryable=retryable)
+
+
 # --- outcomes of a start -----------------------------------------------------------------------------------------
 
 
@@ -186,7 +192,7 @@ def failed_terminally(
         unverified_intent=None,
         next_retry_time=None,
         credentials_version=credentials_version,
-        last_error=LastError(code=error.code, http_status=error.http_status, retryable=False),
+        last_error=last_error(error, retryable=False),
         conditions=conditions(
             status,
             generation,
@@ -222,7 +228,7 @@ def retry_scheduled(
     update = StatusUpdate(
         observed_generation=generation,
         next_retry_time=at + dt.timedelta(seconds=round(delay, 3)),
-        last_error=LastError(code=error.code, http_status=error.http_status, retryable=True),
+        last_error=last_error(error, retryable=True),
         conditions=conditions(
             status, generation, at, (ready, error_reason(error), message), ("False", Reason.RECONCILE_ERROR, message)
         ),
@@ -420,7 +426,7 @@ def suspend_failed(
         observed_generation=generation,
         stop_attempts=attempts,
         next_retry_time=at + dt.timedelta(seconds=round(delay, 3)),
-        last_error=LastError(code=error.code, http_status=error.http_status, retryable=error.retryable),
+        last_error=last_error(error, retryable=error.retryable),
         unverified_stop_intent=unverified,
         conditions=conditions(status, generation, at, ready, ("False", Reason.RECONCILE_ERROR, message)),
     )
@@ -466,7 +472,7 @@ def observe_failed(
     return StatusUpdate(
         observed_generation=generation,
         observe_only_generation=generation,
-        last_error=LastError(code=error.code, http_status=error.http_status, retryable=error.retryable),
+        last_error=last_error(error, retryable=error.retryable),
         conditions=conditions(status, generation, at, ready, ("False", Reason.RECONCILE_ERROR, message)),
     )
 
