@@ -49,7 +49,7 @@ DESCRIPTION = "A DataWorks real-time synchronization task or synchronization sol
 # rules with the same messages (DISyncInstanceSpec._start_param_rules), so both admit exactly the same specs.
 CEL = "x-kubernetes-validations"
 BOTH_FORMS = "set either startParam or startParamJSON, not both"
-NEEDS_START_PARAM = "a DI_REALTIME task needs startParam or startParamJSON"
+NEEDS_START_PARAM = "a DI_REALTIME task needs startParam or startParamJSON (managementPolicy ObserveOnly does not)"
 ONLY_REALTIME = "startParam and startParamJSON apply only to taskType DI_REALTIME"
 SUSPEND_ONLY_REALTIME = "suspend applies only to taskType DI_REALTIME: DataWorks can't stop a solution"
 RESTART_ONLY_REALTIME = "restartPolicy OnFailure applies only to taskType DI_REALTIME"
@@ -300,7 +300,8 @@ class DISyncInstanceSpec(_Model):
         has_object, has_json = self.start_param is not None, self.start_param_json is not None
         if has_object and has_json:
             raise ValueError(BOTH_FORMS)
-        if self.task_type is TaskType.DI_REALTIME and not (has_object or has_json):
+        observe_only = self.management_policy is ManagementPolicy.OBSERVE_ONLY  # adopting a console task: no start
+        if self.task_type is TaskType.DI_REALTIME and not (has_object or has_json or observe_only):
             raise ValueError(NEEDS_START_PARAM)
         if self.task_type is not TaskType.DI_REALTIME and (has_object or has_json):
             raise ValueError(ONLY_REALTIME)
@@ -364,7 +365,8 @@ SPEC_RULES: list[dict[str, str]] = [
         "reason": "FieldValueForbidden",
     },
     {
-        "rule": "self.taskType != 'DI_REALTIME' || has(self.startParam) || has(self.startParamJSON)",
+        "rule": "self.taskType != 'DI_REALTIME' || has(self.startParam) || has(self.startParamJSON) || "
+        "(has(self.managementPolicy) && self.managementPolicy == 'ObserveOnly')",
         "message": NEEDS_START_PARAM,
         "fieldPath": ".startParam",
         "reason": "FieldValueRequired",

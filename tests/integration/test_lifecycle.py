@@ -208,6 +208,23 @@ def test_observe_only_calls_nothing_and_follows_console_stops_and_starts(
     wait_instance_state(emulator, 101, "RUN")
 
 
+def test_a_console_task_is_imported_without_start_parameters(
+    kubectl: Kubectl, emulator: EmulatorProcess, operator: OperatorProcess
+) -> None:
+    """Adopting a task someone built and started in the console: ObserveOnly asks for no startParam (the user
+    has none); Full does, since it may start the task."""
+    emulator.console_start(104)
+    wait_instance_state(emulator, 104, "RUN")
+    body = json.loads(dsi("console-task", file_id=104, managementPolicy="ObserveOnly"))
+    del body["spec"]["startParam"]
+    kubectl.apply(json.dumps(body))
+    assert condition(wait_reason(kubectl, "console-task", "Observed"))["status"] == "True"
+    with pytest.raises(KubectlError) as refused:
+        patch_spec(kubectl, "console-task", managementPolicy="Full")
+    assert "spec.startParam" in refused.value.stderr
+    assert actions(emulator, 104) == []
+
+
 def test_observe_only_to_full_adopts_a_running_task_without_a_start(
     kubectl: Kubectl, emulator: EmulatorProcess, operator: OperatorProcess
 ) -> None:
