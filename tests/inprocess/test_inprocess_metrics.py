@@ -47,7 +47,7 @@ async def test_a_start_counts_one_successful_reconcile_and_its_queue_times(opera
     assert sample(operator, "disync_workqueue_retries_total", **Q) == 0
     assert sample(operator, "disync_workqueue_depth", **Q) == 0
     assert sample(operator, "disync_dataworks_calls_total", action="StartDISyncInstance", outcome="success") == 1
-    assert sample(operator, "disync_instances", ready="True", reason="Started") == 1
+    assert sample(operator, "disync_instances", ready="True", reason="Started", lifecycle="") == 1
     # The process and Python collectors are in the operator's registry too.
     assert sample(operator, "process_resident_memory_bytes") > 0
     assert any(m.name == "python_info" for m in operator.rt.metrics.registry.collect())
@@ -64,7 +64,7 @@ async def test_a_retryable_dataworks_error_is_a_requeue_after_with_a_fixed_outco
     assert total(operator, "disync_start_retries_total") == 1
     assert sample(operator, "disync_workqueue_retries_total", **Q) == 0  # a scheduled look, not a failed reconcile
     status, reason = operator.ready("orders")
-    assert sample(operator, "disync_instances", ready=status, reason=reason) == 1
+    assert sample(operator, "disync_instances", ready=status, reason=reason, lifecycle="") == 1
 
 
 async def test_a_stale_body_is_a_requeue_and_a_failed_write_an_error(
@@ -98,3 +98,23 @@ async def test_an_object_added_while_waiting_is_counted_once(operator: Operator)
     await asyncio.wait_for(operator.rt.work.settled([uid]), timeout=5)
     assert sample(operator, "disync_workqueue_adds_total", **Q) == 1
     assert sample(operator, "disync_workqueue_queue_duration_seconds_count", **Q) == 1
+
+
+async def test_an_intended_state_is_labelled_so_alerts_leave_it_alone(operator: Operator) -> None:
+    operator.kube.create("orders", REALTIME)
+    await operator.visit("orders")
+    operator.kube.edit("orders", spec={**REALTIME, "suspend": True})
+    await operator.visit("orders")
+    assert operator.ready("orders") == ("False", "Suspended")
+    assert sample(operator, "disync_instances", ready="False", reason="Suspended", lifecycle="suspended") == 1
+    assert sample(operator, "disync_instances", ready="True", reason="Started", lifecycle="") == 0
+    operator.kube.edit("orders", spec=REALTIME)
+    await operator.visit("orders")
+    assert sample(operator, "disync_instances", ready="False", reason="Suspended", lifecycle="suspended") == 0
+    assert (
+        sum(
+            sample(operator, "disync_instances", ready=r, reason=operator.ready("orders")[1], lifecycle="")
+            for r in ("True", "False")
+        )
+        == 1
+    )

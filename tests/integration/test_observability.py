@@ -107,6 +107,27 @@ def test_every_alert_is_tested_firing_and_quiet() -> None:
         assert {"summary", "description"} <= set(rule["annotations"]), name
 
 
+def test_every_alert_has_a_runbook_that_exists() -> None:
+    runbooks = (MONITORING.parents[1] / "docs" / "runbooks.md").read_text()
+    headings = {line[3:].strip().lower() for line in runbooks.splitlines() if line.startswith("## ")}
+    for name, rule in alerts().items():
+        url = rule["annotations"]["runbook_url"]
+        assert url.startswith("https://github.com/disync-operator/disync-operator/blob/main/docs/runbooks.md#"), name
+        assert url.rsplit("#", 1)[1] in headings, name
+
+
+def test_the_dashboard_separates_clusters_namespaces_and_jobs() -> None:
+    import json
+
+    dashboard = json.loads((MONITORING / "dashboard.json").read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert set(variables) == {"datasource", "cluster", "namespace", "job"}
+    assert variables["job"]["type"] == "query"  # two installs are two jobs or namespaces, never one sum
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            assert 'cluster=~"$cluster", namespace=~"$namespace"' in target["expr"], target["expr"]
+
+
 # --- the metrics a live operator serves ----------------------------------------------------------------------------
 
 # Names in PromQL that are not metrics: functions are followed by "(", these are not.

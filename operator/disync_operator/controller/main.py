@@ -229,8 +229,8 @@ def load_settings(**overrides: Any) -> OperatorSettings:
     from pydantic import ValidationError
 
     unknown = unknown_variables(os.environ)
-    for problem in unknown:
-        print(f"disync-operator: {problem}", file=sys.stderr)
+    for name in unknown:
+        print(f"disync-operator: {name}", file=sys.stderr)
     if unknown:
         raise SystemExit(2)
     try:

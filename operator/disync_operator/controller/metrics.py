@@ -10,7 +10,7 @@ only these names):
 - disync_workqueue_{depth,adds_total,queue_duration_seconds,work_duration_seconds,retries_total}{name};
 - disync_dataworks_calls_total{action,outcome}, disync_dataworks_call_duration_seconds{action}: outcome is one of
   `CallOutcome`'s fixed values, never an exception's class name (a rename must not break a dashboard);
-- disync_start_retries_total{reason}, disync_instances{ready,reason}, disync_observe_period_seconds;
+- disync_start_retries_total{reason}, disync_instances{ready,reason,lifecycle}, disync_observe_period_seconds;
 - disync_instances_lifecycle{lifecycle} (suspended, observe_only, paused), disync_restarts_total;
 - disync_events_dropped_total{type} (Normal, Warning);
 - leader_election_master_status{name}.
@@ -162,8 +162,10 @@ class Metrics:
         )
         self.instances = Gauge(
             "disync_instances",
-            "DISyncInstances by their Ready condition's status and reason (as this process last wrote or saw it)",
-            ["ready", "reason"],
+            "DISyncInstances by their Ready condition's status and reason (as this process last wrote or saw it), and "
+            "the lifecycle asked of them (empty: keep it started; suspended, observe_only, paused: an intended state "
+            "that alerts leave alone)",
+            ["ready", "reason", "lifecycle"],
             registry=self.registry,
         )
         self._ready: dict[str, tuple[str, str]] = {}
@@ -223,26 +225,35 @@ class Metrics:
         self.api_calls.labels(action, outcome).inc()
         self.api_latency.labels(action).observe(seconds)
 
-    def set_ready(self, key: str, ready: str | None, reason: str = "") -> None:
-        """Track one CR's Ready status and reason (None when it is gone) and refresh the per-state gauge."""
-        old = self._ready.pop(key, None)
-        new = (ready, reason) if ready is not None else None
-        if new is not None:
-            self._ready[key] = new
-        if old == new:
-            return
+    def _instance(self, key: str) -> tuple[str, str, str] | None:
+        ready = self._ready.get(key)
+        return (*ready, self._lifecycle.get(key, "")) if ready is not None else None
+
+    def _moved(self, before: tuple[str, str, str] | None, after: tuple[str, str, str] | None) -> None:
         # Move one CR between two gauge values: recounting every CR here made each status write O(N), which at
         # 10,000 CRs cost more CPU than the write itself (bench P2).
-        if old is not None:
-            self.instances.labels(*old).dec()
-        if new is not None:
-            self.instances.labels(*new).inc()
+        if before == after:
+            return
+        if before is not None:
+            self.instances.labels(*before).dec()
+        if after is not None:
+            self.instances.labels(*after).inc()
+
+    def set_ready(self, key: str, ready: str | None, reason: str = "") -> None:
+        """Track one CR's Ready status and reason (None when it is gone) and refresh the per-state gauge."""
+        before = self._instance(key)
+        self._ready.pop(key, None)
+        if ready is not None:
+            self._ready[key] = (ready, reason)
+        self._moved(before, self._instance(key))
 
     def set_lifecycle(self, key: str, lifecycle: str | None) -> None:
         """Track one CR's lifecycle (None: plainly started, or gone), as set_ready does its Ready status."""
+        before = self._instance(key)
         old = self._lifecycle.pop(key, None)
         if lifecycle is not None:
             self._lifecycle[key] = lifecycle
+        self._moved(before, self._instance(key))
         if old == lifecycle:
             return
         if old is not None:
