@@ -19,6 +19,7 @@ from typing import Any
 from disync_operator.devstack.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError, build_binaries
 from disync_operator.devstack.kubectl import Kubectl, KubectlError
 from disync_operator.devstack.processes import EmulatorProcess, OperatorProcess
+from disync_operator.devstack.waiting import wait_for
 
 
 def say(message: str) -> None:
@@ -42,6 +43,16 @@ def ready_summary(items: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     return ready, waiting
 
 
+def rows(items: list[dict[str, Any]]) -> list[tuple[object, ...]]:
+    """What the table says of each resource, its AGE left out: the table is printed again only when this changes."""
+    summary = []
+    for item in items:
+        status = item.get("status") or {}
+        ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        summary.append((item["metadata"]["name"], ready.get("status"), ready.get("reason"), status.get("status")))
+    return sorted(summary, key=repr)
+
+
 def run_dev(*, once: bool, timeout: float, examples: Path) -> int:
     stopping = False
 
@@ -49,7 +60,10 @@ def run_dev(*, once: bool, timeout: float, examples: Path) -> int:
         nonlocal stopping
         stopping = True
 
+    # Ctrl-C reaches the whole foreground process group (the operator and the emulator too): it is the way to stop,
+    # not an error, so both signals end the loop and the run exits 0.
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     say("building or reusing the local control plane (the first build compiles Kubernetes: several minutes)")
     try:
         bin_dir = build_binaries()
@@ -76,6 +90,9 @@ def run_dev(*, once: bool, timeout: float, examples: Path) -> int:
         # -k: deploy/crds/ holds a kustomization.yaml, which `-f <dir>` would try to apply as an object.
         kubectl("apply", "--server-side", "-k", str(REPO_ROOT / "deploy" / "crds"))
         kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/disyncinstances.disync.dev")
+        # Established is not yet served: the first list can still answer "storage is (re)initializing", which the
+        # operator would log as an error on a first run.
+        wait_for(lambda: kubectl.run("get", "disyncinstances", check=False).returncode == 0, timeout=60, interval=0.2)
         say("CRD installed; starting the operator (logs below)")
         operator = OperatorProcess(
             kubeconfig=plane.kubeconfig,
@@ -84,21 +101,24 @@ def run_dev(*, once: bool, timeout: float, examples: Path) -> int:
             log_path=None,
             stream=True,
         ).start()
+        say(f"operator metrics at http://127.0.0.1:{operator.metrics_port}/metrics")
         applied = kubectl("apply", "-k" if (examples / "kustomization.yaml").exists() else "-f", str(examples))
         names = [line.split()[0].split("/")[-1] for line in applied.splitlines() if "disyncinstance" in line]
         say(f"applied {len(names)} example DISyncInstances from {examples}")
 
         deadline = time.monotonic() + timeout
-        last_table = ""
+        last_table, last_rows = "", None
         while not stopping:
             if not operator.running:
+                if stopping:
+                    break
                 say("the operator exited unexpectedly")
                 return 1
-            table = kubectl.run("get", "disyncinstances", check=False).stdout
-            if table != last_table:
-                print("\n" + table, flush=True)
-                last_table = table
             items = kubectl.get_json("disyncinstances")["items"]
+            if rows(items) != last_rows:
+                last_table = kubectl.run("get", "disyncinstances", check=False).stdout
+                print("\n" + last_table, flush=True)
+                last_rows = rows(items)
             ready, waiting = ready_summary([i for i in items if i["metadata"]["name"] in names])
             if once and names and len(ready) == len(names):
                 final = kubectl.run("get", "disyncinstances", check=False).stdout
@@ -116,6 +136,8 @@ def run_dev(*, once: bool, timeout: float, examples: Path) -> int:
     except KeyboardInterrupt:
         return 0
     except (KubectlError, ControlPlaneError, RuntimeError) as error:
+        if stopping:
+            return 0  # Ctrl-C reached the kubectl we were running too
         say(f"failed: {error}")
         return 1
     finally:
