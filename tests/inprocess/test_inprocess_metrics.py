@@ -118,3 +118,13 @@ async def test_an_intended_state_is_labelled_so_alerts_leave_it_alone(operator: 
         )
         == 1
     )
+
+
+async def test_a_terminal_failure_is_counted(operator: Operator) -> None:
+    bad = {k: v for k, v in {**REALTIME, "startParamJSON": '{"nope": 1}'}.items() if k != "startParam"}
+    operator.kube.create("orders", bad)
+    await operator.visit("orders")
+    assert operator.ready("orders") == ("False", "InvalidSpec")
+    assert sample(operator, "disync_terminal_reconcile_errors_total", controller="disyncinstance") == 1
+    await operator.visit("orders", Source.REQUEUE)  # nothing new: not counted again
+    assert sample(operator, "disync_terminal_reconcile_errors_total", controller="disyncinstance") == 1

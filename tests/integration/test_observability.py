@@ -174,7 +174,8 @@ def dashboard_queries() -> list[str]:
 
 def as_promql(query: str) -> str:
     """A Grafana query as Prometheus sees it once Grafana substituted its variables."""
-    return query.replace("$__rate_interval", "2m").replace("$job", "disync-operator")
+    substituted = query.replace("$__rate_interval", "2m").replace("$job", "disync-operator")
+    return substituted.replace("$cluster", ".*").replace("$namespace", ".*")
 
 
 def test_metric_names_of_an_expression() -> None:
@@ -223,6 +224,21 @@ def test_live_metrics_pass_promtool_and_cover_every_query(promtool: Path, scrape
     # The outcomes on the wire are the documented fixed values.
     outcomes = set(re.findall(r'^disync_dataworks_calls_total\{[^}]*outcome="([^"]+)"', scraped, flags=re.MULTILINE))
     assert outcomes == {"success"}
+    # The operator's own Kubernetes requests by method and code (client-go's rest_client_requests_total): the intent
+    # and the status write were PATCHes the API server answered 200.
+    patches = re.search(
+        r'^disync_rest_client_requests_total\{code="200",method="PATCH"\} (\S+)$', scraped, re.MULTILINE
+    )
+    assert patches is not None, scraped[-2000:]
+    assert float(patches.group(1)) >= 2
+    assert re.search(r'^disync_max_concurrent_reconciles\{controller="disyncinstance"\} [1-9]', scraped, re.MULTILINE)
+    for name in (
+        "disync_active_workers",
+        "disync_workqueue_unfinished_work_seconds",
+        "disync_workqueue_longest_running_processor_seconds",
+        "disync_terminal_reconcile_errors_total",
+    ):
+        assert name in exported, name
 
 
 @pytest.fixture

@@ -232,3 +232,27 @@ async def test_live_state_visits_wait_for_everything_else_and_take_a_quarter_of_
     release.set()
     await asyncio.wait_for(done.wait(), timeout=5)
     runner.cancel()
+
+
+async def test_a_stuck_reconcile_shows_in_the_running_figures() -> None:
+    queue, release, entered = WorkQueue(), asyncio.Event(), asyncio.Event()
+
+    async def reconcile(work: Work) -> None:
+        entered.set()
+        await release.wait()
+
+    assert (queue.active, queue.longest_running_seconds()) == (0, 0.0)
+    workers = asyncio.create_task(queue.run(3, reconcile))
+    queue.add("a", body("a", "1"), Source.EVENT)
+    await asyncio.wait_for(entered.wait(), 5)
+    assert (queue.workers, queue.active) == (3, 1)
+    first = queue.longest_running_seconds()
+    await asyncio.sleep(0.02)  # time passing is what is measured here, not a synchronisation
+    assert queue.longest_running_seconds() > first
+    unfinished, longest = queue.unfinished_seconds(), queue.longest_running_seconds()
+    assert longest > 0
+    assert unfinished == pytest.approx(longest, abs=0.01)  # one reconcile running: the two agree
+    release.set()
+    await asyncio.wait_for(queue.settled(["a"]), 5)
+    assert (queue.active, queue.unfinished_seconds(), queue.longest_running_seconds()) == (0, 0.0, 0.0)
+    workers.cancel()

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from disync_operator import types as t
 from disync_operator.controller import policy
 from disync_operator.controller.credentials import OPERATOR_DEFAULT, ResolvedCredentials, resolve
+from disync_operator.controller.metrics import CONTROLLER
 from disync_operator.controller.runtime.process import Runtime
 
 _REASONS = frozenset(reason.value for reason in policy.Reason)
@@ -131,6 +132,8 @@ class ObjectContext:
             update = update.merged(t.StatusUpdate(legacy_pending_start=None))  # moved to unverifiedIntent
         updated = await (await self.rt.kube()).patch_status(self.namespace, self.name, update)
         self.wrote(updated)
+        if update.failed_generation is not None:
+            self.rt.metrics.terminal_errors.labels(CONTROLLER).inc()
         self.status, _ = parse_status(updated)
         ready = self.status.condition(policy.READY)
         if ready is None:

@@ -119,6 +119,54 @@ class Metrics:
             ["name"],
             registry=self.registry,
         )
+        # client-go's workqueue_unfinished_work_seconds and workqueue_longest_running_processor_seconds: a reconcile
+        # stuck (a hung call) grows them without bound while everything else looks calm.
+        self.workqueue_unfinished = Gauge(
+            "disync_workqueue_unfinished_work_seconds",
+            "Seconds the reconciles running now have been running, added up",
+            ["name"],
+            registry=self.registry,
+        )
+        self.workqueue_longest = Gauge(
+            "disync_workqueue_longest_running_processor_seconds",
+            "Seconds the longest-running reconcile running now has been running",
+            ["name"],
+            registry=self.registry,
+        )
+        # controller-runtime's controller_runtime_active_workers and controller_runtime_max_concurrent_reconciles.
+        self.active_workers = Gauge(
+            "disync_active_workers", "Reconciles running now", ["controller"], registry=self.registry
+        )
+        self.max_concurrent = Gauge(
+            "disync_max_concurrent_reconciles",
+            "How many reconciles may run at once (DISYNC_WORKERS)",
+            ["controller"],
+            registry=self.registry,
+        )
+        # controller-runtime's controller_runtime_terminal_reconcile_errors_total: failures the operator stops
+        # retrying (a terminal condition until the spec or the credentials change).
+        self.terminal_errors = Counter(
+            "disync_terminal_reconcile_errors",
+            "Reconciles that recorded a terminal failure (not retried until the spec or the credentials change)",
+            ["controller"],
+            registry=self.registry,
+        )
+        self.terminal_errors.labels(CONTROLLER)
+        # client-go's rest_client_requests_total{code,method} and rest_client_request_duration_seconds{verb}: the
+        # API server's 429s, 5xx and 401s to the operator's own requests (kopf's watch is not counted here).
+        self.kube_requests = Counter(
+            "disync_rest_client_requests",
+            "The operator's Kubernetes API requests by method and HTTP status code (<error>: no answer)",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.kube_latency = Histogram(
+            "disync_rest_client_request_duration_seconds",
+            "The operator's Kubernetes API request latency",
+            ["method"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
         for family in (self.workqueue_adds, self.workqueue_queue_duration, self.workqueue_work_duration):
             family.labels(CONTROLLER)
         self.workqueue_retries.labels(CONTROLLER)
@@ -194,7 +242,15 @@ class Metrics:
     def follow(self, queue: WorkQueue) -> None:
         """Report this queue's depth, adds and timings."""
         self.queued.set_function(lambda: len(queue))
+        self.workqueue_unfinished.labels(CONTROLLER).set_function(queue.unfinished_seconds)
+        self.workqueue_longest.labels(CONTROLLER).set_function(queue.longest_running_seconds)
+        self.active_workers.labels(CONTROLLER).set_function(lambda: queue.active)
+        self.max_concurrent.labels(CONTROLLER).set_function(lambda: queue.workers)
         queue.observer = self
+
+    def kube_request(self, method: str, code: str, seconds: float) -> None:
+        self.kube_requests.labels(method, code).inc()
+        self.kube_latency.labels(method).observe(seconds)
 
     def added(self) -> None:
         self.workqueue_adds.labels(CONTROLLER).inc()

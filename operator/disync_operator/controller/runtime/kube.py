@@ -9,7 +9,8 @@ thread pool and cost tens of MiB per process; these few requests don't need it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -121,8 +122,11 @@ class KubeClient:
         timeout: float = 30.0,
         max_in_flight: int = MAX_CONNECTIONS,
         transport: httpx.AsyncBaseTransport | None = None,  # tests: where requests go instead of the network
+        on_request: Callable[[str, str, float], None] = lambda method, code, seconds: None,
     ) -> None:
+        """`on_request(method, code, seconds)`: each request's outcome (the HTTP status, or `<error>`), for metrics."""
         self._identity = identity
+        self._on_request = on_request
         self._transport = transport
         self._connections = max_in_flight
         self._timeout = timeout
@@ -148,14 +152,24 @@ class KubeClient:
                 await client.transport.aclose()
         self._retired, self._http, self._http_login = [], None, None
 
+    async def _send(self, login: Login, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        started = time.monotonic()
+        try:
+            response = await self._client(login).send(method, path, **kwargs)
+        except httpx.HTTPError:
+            self._on_request(method, "<error>", time.monotonic() - started)
+            raise
+        self._on_request(method, str(response.status_code), time.monotonic() - started)
+        return response
+
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         async with self._slots:
             login = await self._identity.get()
-            response = await self._client(login).send(method, path, **kwargs)
+            response = await self._send(login, method, path, **kwargs)
             if response.status_code == 401:
                 self.relogins += 1
                 login = await self._identity.refresh(login)
-                response = await self._client(login).send(method, path, **kwargs)
+                response = await self._send(login, method, path, **kwargs)
         if response.status_code >= 400:
             try:
                 body = response.json()

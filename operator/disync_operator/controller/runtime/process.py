@@ -136,7 +136,9 @@ class Runtime:
 
     async def kube(self) -> KubeApi:
         if self._kube is None:
-            self._kube = KubeClient(self.identity, max_in_flight=self.settings.kube_connections)
+            self._kube = KubeClient(
+                self.identity, max_in_flight=self.settings.kube_connections, on_request=self.metrics.kube_request
+            )
         return self._kube
 
     async def stop_reconciling(self, grace: float) -> bool:

@@ -117,6 +117,8 @@ class WorkQueue:
         self._ready = asyncio.Event()
         self._observing = 0
         self._observe_cap = 1
+        self._taken_at: dict[str, float] = {}  # uid -> when a worker took it (monotonic), while it is reconciled
+        self.workers = 0  # how many reconciles may run at once (run())
         self._closed = False  # drain(): no more reconciles from this process
         self._paused = False  # pause(): none handed out until resumed (the Lease could not be confirmed)
         self._written: dict[str, tuple[str, bool]] = {}  # uid -> (resourceVersion of our last write, settled)
@@ -131,6 +133,20 @@ class WorkQueue:
 
     def __len__(self) -> int:
         return len(self._waiting)
+
+    @property
+    def active(self) -> int:
+        """Reconciles running now."""
+        return len(self._processing)
+
+    def unfinished_seconds(self) -> float:
+        """How long the reconciles running now have run, added up (client-go's unfinished work)."""
+        now = time.monotonic()
+        return sum(now - taken for taken in self._taken_at.values())
+
+    def longest_running_seconds(self) -> float:
+        """How long the oldest reconcile running now has run: a stuck one shows here."""
+        return time.monotonic() - min(self._taken_at.values()) if self._taken_at else 0.0
 
     def __contains__(self, uid: str) -> bool:
         return uid in self._waiting
@@ -199,6 +215,7 @@ class WorkQueue:
         """Call `reconcile(work)` for each queued object, first come first served, `workers` at a time; the sweep's
         live-state visits only when nothing else waits, on at most a quarter of the workers."""
         self._observe_cap = max(1, workers // 4)
+        self.workers = workers
         await asyncio.gather(*(self._worker(reconcile) for _ in range(workers)))
 
     def pause(self, paused: bool) -> None:
@@ -250,6 +267,7 @@ class WorkQueue:
             visit = entry.source is Source.OBSERVE
             self._observing += visit
             taken = time.monotonic()
+            self._taken_at[uid] = taken
             self.observer.taken(taken - entry.since)
             try:
                 await reconcile(Work(json.loads(entry.packed), entry.source, entry.observe))
@@ -259,6 +277,7 @@ class WorkQueue:
                 self.observer.worked(time.monotonic() - taken)
                 self.reconciled += 1
                 self._processing.discard(uid)
+                self._taken_at.pop(uid, None)
                 self._observing -= visit
                 again = self._waiting.get(uid)
                 if again is not None:
