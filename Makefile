@@ -61,9 +61,11 @@ crd: venv
 	@$(VENV)/bin/disync-operator crd > deploy/crds/disyncinstances.yaml
 	@$(MAKE) -s chart-files
 
-# The Helm chart can read only files inside it: copies of the CRD, the alerts and the dashboard (a test compares them).
+# The Helm chart can read only files inside it: copies of the CRD, the alerts and the dashboard (a test compares them),
+# and its values.schema.json, generated (settings from the operator's settings model).
 CHART := deploy/helm/disync-operator
-chart-files:
+chart-files: venv
+	@$(PY) hack/gen_chart_schema.py > $(CHART)/values.schema.json
 	@cp deploy/crds/disyncinstances.yaml $(CHART)/files/disyncinstances.yaml
 	@cp deploy/monitoring/prometheusrule.yaml $(CHART)/files/prometheusrule.yaml
 	@cp deploy/monitoring/dashboard.json $(CHART)/files/dashboard.json

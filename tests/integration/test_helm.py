@@ -19,6 +19,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,76 @@ def test_settings_become_the_operator_environment(helm: Path) -> None:
 def test_lint_strict(helm: Path, values: list[str]) -> None:
     out = run_helm(helm, "lint", "--strict", str(CHART), *values)
     assert "1 chart(s) linted, 0 chart(s) failed" in out
+
+
+# --- mistakes are refused --------------------------------------------------------------------------------------------
+
+
+def test_the_values_schema_is_generated_from_the_settings_model() -> None:
+    generated = subprocess.run(
+        [sys.executable, str(CHART.parents[2] / "hack" / "gen_chart_schema.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert (CHART / "values.schema.json").read_text() == generated, "run `make chart-files`"
+
+
+@pytest.mark.parametrize(
+    ("values", "said"),
+    [
+        (["--set", "settings.qsp=50"], "at '/settings': additional properties 'qsp' not allowed"),
+        (["--set", "replicaCount=two"], "at '/replicaCount': got string, want integer"),
+        (["--set", "settings.qps=fast"], "at '/settings/qps'"),
+        (["--set", "imageTag=1.0"], "additional properties 'imageTag' not allowed"),
+        (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
+        (["--set", "watchNamespaces[0]=a\nkind: ClusterRoleBinding"], "at '/watchNamespaces/0'"),
+        (["--set", "priorityClassName=x\nhostNetwork: true"], "at '/priorityClassName'"),
+        (["--set", "credentialsSecretName=../etc"], "at '/credentialsSecretName'"),
+    ],
+    ids=[
+        "unknown-setting",
+        "replicas-word",
+        "qps-word",
+        "unknown-value",
+        "pull-policy",
+        "namespace-injection",
+        "priority-injection",
+        "secret-name",
+    ],
+)
+def test_a_mistake_is_refused_with_its_path(helm: Path, values: list[str], said: str) -> None:
+    for command in (["template", RELEASE], ["lint", "--strict"]):
+        result = subprocess.run([str(helm), *command, str(CHART), *values], capture_output=True, text=True, check=False)
+        assert result.returncode != 0, result.stdout[-2000:]
+        assert said in result.stdout + result.stderr
+
+
+def test_numbers_render_as_numbers_and_names_as_strings(helm: Path, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        "settings:\n  maxResponseBytes: 2097152\n  qps: 2.5\nwatchNamespaces: ['123', 'on', 'null']\n"
+        "priorityClassName: 'null'\n"
+    )
+    docs = template(helm, "-f", str(values))
+    (config,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert (config["data"]["DISYNC_MAX_RESPONSE_BYTES"], config["data"]["DISYNC_QPS"]) == ("2097152", "2.5")
+    bound = sorted(
+        d["metadata"]["namespace"] for d in docs if d["kind"] == "RoleBinding" and "namespace" in d["metadata"]
+    )
+    assert {"123", "on", "null"} <= set(bound)
+    assert all(isinstance(n, str) for n in bound)
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["spec"]["priorityClassName"] == "null"
+    # What the operator reads back is what was meant.
+    from disync_operator.controller.settings import OperatorSettings
+
+    assert (
+        OperatorSettings(
+            region="cn-shanghai", max_response_bytes=config["data"]["DISYNC_MAX_RESPONSE_BYTES"]
+        ).max_response_bytes
+        == 2097152
+    )
 
 
 # --- against the API server ----------------------------------------------------------------------------------------

@@ -32,11 +32,12 @@ app.kubernetes.io/component: controller
 {{- end -}}
 {{- end -}}
 
-{{/* The ConfigMap's data: every setting as DISYNC_<UPPER_SNAKE>, lists and maps as JSON. */}}
+{{/* The ConfigMap's data: every setting as DISYNC_<UPPER_SNAKE>, lists and maps as JSON, whole numbers as integers
+(a values file's 2097152 is a float to Helm, and toString would write 2.097152e+06, which the operator refuses). */}}
 {{- define "disync.config" -}}
 {{- range $key, $value := .Values.settings }}
 {{- if not (kindIs "invalid" $value) }}
-DISYNC_{{ $key | snakecase | upper }}: {{ if or (kindIs "slice" $value) (kindIs "map" $value) }}{{ toJson $value | quote }}{{ else }}{{ toString $value | quote }}{{ end }}
+DISYNC_{{ $key | snakecase | upper }}: {{ if or (kindIs "slice" $value) (kindIs "map" $value) }}{{ toJson $value | quote }}{{ else if and (kindIs "float64" $value) (eq (floor $value) $value) }}{{ $value | int64 | toString | quote }}{{ else }}{{ toString $value | quote }}{{ end }}
 {{- end }}
 {{- end }}
 {{- with .Values.watchNamespaces }}
