@@ -74,7 +74,18 @@ def schema() -> dict[str, Any]:
             "settings": settings_schema(),
             "watchNamespaces": {"type": "array", "items": {"type": "string", "maxLength": 63, "pattern": LABEL}},
             "credentialsSecretName": {"type": "string", "maxLength": 253, "pattern": OPTIONAL_SUBDOMAIN},
-            "serviceAccount": strict({"annotations": STRING_MAP}),
+            "nameOverride": {"type": "string", "maxLength": 53, "pattern": "^(" + LABEL[1:-1] + ")?$"},
+            "fullnameOverride": {"type": "string", "maxLength": 63, "pattern": "^(" + LABEL[1:-1] + ")?$"},
+            "serviceAccount": strict(
+                {
+                    "create": {"type": "boolean"},
+                    "name": {"type": "string", "pattern": OPTIONAL_SUBDOMAIN},
+                    "annotations": STRING_MAP,
+                }
+            ),
+            # Kubernetes' own schema checks these at admission; here only their shape.
+            "podSecurityContext": nullable({"type": "object"}),
+            "containerSecurityContext": nullable({"type": "object"}),
             "namespace": strict({"create": {"type": "boolean"}}),
             "crds": strict({"install": {"type": "boolean"}, "keep": {"type": "boolean"}}),
             "podDisruptionBudget": strict(

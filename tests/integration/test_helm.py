@@ -253,6 +253,43 @@ def test_numbers_render_as_numbers_and_names_as_strings(helm: Path, tmp_path: Pa
     )
 
 
+def test_a_service_account_made_elsewhere_is_used(helm: Path) -> None:
+    docs = template(helm, "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=made-by-terraform")
+    assert [d for d in docs if d["kind"] == "ServiceAccount"] == []
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "made-by-terraform"
+    subjects = [s for d in docs if d["kind"].endswith("Binding") for s in d["subjects"]]
+    assert subjects
+    assert {s["name"] for s in subjects} == {"made-by-terraform"}
+    refused = subprocess.run(
+        [str(helm), "template", RELEASE, str(CHART), "--set", "serviceAccount.create=false"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "serviceAccount.name is required when serviceAccount.create is false" in refused.stderr
+
+
+def test_security_contexts_are_values_for_platforms_that_assign_uids(helm: Path) -> None:
+    ids = ["runAsUser", "runAsGroup"]
+    unset = [a for key in ids for a in ("--set", f"containerSecurityContext.{key}=null")]
+    unset += [a for key in [*ids, "fsGroup"] for a in ("--set", f"podSecurityContext.{key}=null")]
+    (deployment,) = [d for d in template(helm, *unset) if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]["securityContext"]
+    assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(pod["securityContext"])
+    assert not {"runAsUser", "runAsGroup"} & set(container)
+    assert container["readOnlyRootFilesystem"] is True  # the rest of the restricted profile stays
+    assert container["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_name_overrides(helm: Path) -> None:
+    docs = template(helm, "--set", "fullnameOverride=dsi")
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    assert deployment["metadata"]["name"] == "dsi"
+
+
 # --- against the API server ----------------------------------------------------------------------------------------
 
 

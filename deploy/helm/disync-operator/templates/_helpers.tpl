@@ -1,10 +1,25 @@
-{{/* The name every object is called after: the release name, or "<release>-disync-operator" when it lacks the
-chart's name. */}}
+{{/* The name every object is called after: fullnameOverride; else the release name, or "<release>-<name>" when it
+lacks the chart's name (nameOverride replaces the chart's name there). */}}
 {{- define "disync.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The ServiceAccount the pods run as: the chart's own (serviceAccount.create), or one made elsewhere (e.g. by
+Terraform, for RRSA) named by serviceAccount.name. */}}
+{{- define "disync.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "disync.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
 
