@@ -55,7 +55,8 @@ if obj.status ~= nil and obj.status.conditions ~= nil then
 end
 
 if obj.metadata.deletionTimestamp ~= nil then
-  -- A stop DataWorks refused keeps the finalizer: that needs a human, not patience.
+  -- A stop DataWorks refused keeps the finalizer: that needs a human, not patience. (Argo CD itself, through 3.6.0,
+  -- shows any object being deleted as Progressing "Pending deletion" and runs no health check for it.)
   if ready ~= nil and ready.reason == "StopFailed" then
     hs.status = "Degraded"
     hs.message = describe(ready)
