@@ -14,25 +14,36 @@ from pydantic import BaseModel
 
 from disync_operator import types as t
 
+# What `kubectl get dsi` shows: whether it is Ready and Synced (True/False, as Crossplane users read first), and why;
+# `-o wide` adds the task and the details.
+READY = '.status.conditions[?(@.type=="Ready")]'
+SYNCED = '.status.conditions[?(@.type=="Synced")]'
 PRINTER_COLUMNS: list[dict[str, Any]] = [
-    {"name": "Project", "type": "integer", "jsonPath": ".spec.projectId"},
-    {"name": "Type", "type": "string", "jsonPath": ".spec.taskType"},
-    {"name": "File", "type": "integer", "jsonPath": ".spec.fileId"},
+    {"name": "Ready", "type": "string", "jsonPath": f"{READY}.status"},
+    {
+        "name": "Synced",
+        "type": "string",
+        "jsonPath": f"{SYNCED}.status",
+        "description": 'False while the last reconcile failed, or the object is annotated disync.dev/paused: "true"',
+    },
+    {"name": "Reason", "type": "string", "jsonPath": f"{READY}.reason"},
     {"name": "Status", "type": "string", "jsonPath": ".status.status", "description": "Data.Status of the last start"},
-    {"name": "Message", "type": "string", "jsonPath": ".status.message", "description": "Data.Message as the API said"},
-    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {"name": "Message", "type": "string", "jsonPath": f"{READY}.message", "description": "Why it is (not) Ready"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Project", "type": "integer", "jsonPath": ".spec.projectId", "priority": 1},
+    {"name": "Type", "type": "string", "jsonPath": ".spec.taskType", "priority": 1},
+    {"name": "File", "type": "integer", "jsonPath": ".spec.fileId", "priority": 1},
     {"name": "State", "type": "string", "jsonPath": ".status.instanceState", "priority": 1},
-    {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason', "priority": 1},
     {"name": "Attempts", "type": "integer", "jsonPath": ".status.attempts", "priority": 1},
     {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend", "priority": 1},
     {"name": "Policy", "type": "string", "jsonPath": ".spec.managementPolicy", "priority": 1},
     {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts", "priority": 1},
+    {"name": "Synced-Reason", "type": "string", "jsonPath": f"{SYNCED}.reason", "priority": 1},
     {
-        "name": "Synced",
+        "name": "API-Message",
         "type": "string",
-        "jsonPath": '.status.conditions[?(@.type=="Synced")].reason',
-        "description": 'ReconcilePaused while the object is annotated disync.dev/paused: "true"',
+        "jsonPath": ".status.message",
+        "description": "Data.Message as the API said",
         "priority": 1,
     },
 ]

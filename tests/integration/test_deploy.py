@@ -345,11 +345,15 @@ def test_lifecycle_with_only_the_shipped_rbac(
 
     # Printer columns, as a user sees them.
     header, *rows = kubectl("get", "disyncinstances").splitlines()
-    assert header.split() == ["NAME", "PROJECT", "TYPE", "FILE", "STATUS", "MESSAGE", "READY", "AGE"]
+    assert header.split() == ["NAME", "READY", "SYNCED", "REASON", "STATUS", "MESSAGE", "AGE"]
     table = {row.split()[0]: row.split() for row in rows}
-    assert table["orders-realtime"][1:5] == ["10000", "DI_REALTIME", "100", "success"]
-    assert table["warehouse-solution"][1:5] == ["10000", "DI_SOLUTION", "200", "success"]
-    assert all(row[-2] == "True" for row in table.values())
+    assert all(row[1:3] == ["True", "True"] for row in table.values())
+    assert table["orders-realtime"][4] == table["warehouse-solution"][4] == "success"
+    header, *rows = kubectl("get", "disyncinstances", "-o", "wide").splitlines()
+    assert header.split()[7:10] == ["PROJECT", "TYPE", "FILE"]
+    wide = {row.split()[0]: row.split() for row in rows}
+    assert {"10000", "DI_REALTIME", "100"} <= set(wide["orders-realtime"])
+    assert {"10000", "DI_SOLUTION", "200"} <= set(wide["warehouse-solution"])
 
     # users-realtime ran with its Secret (read with `get secrets`), and its startParamJSON went out as given.
     assert objs["users-realtime"]["status"]["credentialsVersion"].startswith("secret:dataworks-credentials:")

@@ -145,13 +145,16 @@ def test_suspend_stops_exactly_once_and_resume_starts_exactly_once(
     assert ("Normal", "Suspended") in wait_event(kubectl, "orders", "Suspended")
     assert metric(operator, "disync_instances_lifecycle", lifecycle="suspended") == 1
     (row,) = table(kubectl("get", "dsi", "orders", "-o", "wide"))
-    assert list(row)[-7:] == ["STATE", "REASON", "ATTEMPTS", "SUSPEND", "POLICY", "RESTARTS", "SYNCED"]
-    assert (row["SUSPEND"], row["POLICY"], row["REASON"], row["SYNCED"]) == (
+    assert list(row)[:7] == ["NAME", "READY", "SYNCED", "REASON", "STATUS", "MESSAGE", "AGE"]
+    assert (row["SUSPEND"], row["POLICY"], row["READY"], row["REASON"], row["SYNCED"], row["SYNCED-REASON"]) == (
         "true",
         "Full",
+        "False",
         "Suspended",
+        "True",
         "ReconcileSuccess",
     )
+    assert row["MESSAGE"]  # why it is not Ready, in the default table
 
     patch_spec(kubectl, "orders", suspend=False)
     wait_ready(kubectl, "orders", generation=3)
@@ -370,7 +373,7 @@ def test_paused_makes_no_call_and_no_write_but_its_condition_then_acts_once_on_t
     assert len(calls(emulator, 104)) == before
     assert metric(operator, "disync_instances_lifecycle", lifecycle="paused") == 1
     (row,) = table(kubectl("get", "dsi", "orders", "-o", "wide"))
-    assert (row["READY"], row["SYNCED"]) == ("True", "ReconcilePaused")
+    assert (row["READY"], row["SYNCED"], row["SYNCED-REASON"]) == ("True", "False", "ReconcilePaused")
 
     kubectl("annotate", "dsi", "orders", "disync.dev/paused-")
     obj = wait_ready(kubectl, "orders", generation=4)

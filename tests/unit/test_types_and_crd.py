@@ -67,9 +67,16 @@ def test_spec_fields_match_the_model() -> None:
 def test_printer_columns_are_the_ones_users_asked_for() -> None:
     columns = yaml.safe_load(crd.render())["spec"]["versions"][0]["additionalPrinterColumns"]
     default = [c["name"] for c in columns if not c.get("priority")]
-    assert default == ["Project", "Type", "File", "Status", "Message", "Ready", "Age"]
+    # READY and SYNCED first, as True/False (what Crossplane users read first), then why.
+    assert default == ["Ready", "Synced", "Reason", "Status", "Message", "Age"]
+    by_name = {c["name"]: c["jsonPath"] for c in columns}
+    assert by_name["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
+    assert by_name["Synced"] == '.status.conditions[?(@.type=="Synced")].status'
+    assert by_name["Message"] == '.status.conditions[?(@.type=="Ready")].message'
     wide = [c["name"] for c in columns if c.get("priority")]
-    assert wide == ["State", "Reason", "Attempts", "Suspend", "Policy", "Restarts", "Synced"]
+    assert wide == [
+        "Project", "Type", "File", "State", "Attempts", "Suspend", "Policy", "Restarts", "Synced-Reason", "API-Message"
+    ]  # fmt: skip
 
 
 REALTIME = {"projectId": 1, "taskType": "DI_REALTIME", "fileId": 2, "startParam": {"errorLimit": {"record": 0}}}

@@ -97,11 +97,9 @@ def error_reason(error: DataWorksError) -> Reason:
 
 def error_summary(error: DataWorksError) -> str:
     """One line for status, Events and logs: the API's code and message, and its RequestId."""
-    parts = [error.code or type(error).__name__]
-    if error.api_message:
-        parts.append(error.api_message)
-    elif error.message:
-        parts.append(error.message)
+    # The API's code when it gave one; a "fail" answer has none, and its message says it all (no class name of ours).
+    said = error.api_message or error.message
+    parts = [part for part in (error.code, said) if part] or [type(error).__name__]
     text = ": ".join(parts)
     if error.request_id:
         text += f" (RequestId {error.request_id})"
