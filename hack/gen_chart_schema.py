@@ -86,7 +86,12 @@ def schema() -> dict[str, Any]:
             # Kubernetes' own schema checks these at admission; here only their shape.
             "podSecurityContext": nullable({"type": "object"}),
             "containerSecurityContext": nullable({"type": "object"}),
-            "namespace": strict({"create": {"type": "boolean"}}),
+            "namespace": strict(
+                {
+                    "create": {"type": "boolean"},
+                    "name": {"type": "string", "maxLength": 63, "pattern": "^(" + LABEL[1:-1] + ")?$"},
+                }
+            ),
             "crds": strict({"install": {"type": "boolean"}, "keep": {"type": "boolean"}}),
             "podDisruptionBudget": strict(
                 {

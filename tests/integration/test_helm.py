@@ -51,7 +51,7 @@ HELM_ANNOTATIONS = {"helm.sh/resource-policy", "checksum/config"}
 HASHED = re.compile(r"^(disync-operator-config)-[a-z0-9]{10}$")
 
 # Values that mirror each kustomize variant.
-DEFAULT_VALUES = ["--set", "namespace.create=true"]
+DEFAULT_VALUES = ["--set", "namespace.create=true", "--set", "namespace.name=disync-system"]
 WATCH_TEAMS = [
     "--set-json",
     'watchNamespaces=["team-a","team-b"]',
@@ -479,3 +479,59 @@ def test_install_upgrade_uninstall(
     assert admin_kubectl.run("get", "clusterrole", RELEASE, check=False).returncode != 0
     # The CRD stays (helm.sh/resource-policy: keep): deleting it would delete every DISyncInstance.
     admin_kubectl("get", "crd", "disyncinstances.disync.dev")
+
+
+@pytest.mark.cluster
+def test_namespace_create_installs_with_a_plain_helm_install(
+    helm: Path, control_plane: ControlPlane, admin_kubectl: Kubectl
+) -> None:
+    kubeconfig = control_plane.kubeconfig
+    args = ["--set", "namespace.create=true", "--set", "namespace.name=disync-made", "--set", "crds.install=false"]
+    try:
+        run_helm(helm, "install", "made", str(CHART), "--namespace", "default", *args, kubeconfig=kubeconfig)
+        made = admin_kubectl.get_json("namespace", "disync-made")
+        assert made["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+        admin_kubectl("get", "deployment", "made-disync-operator", "-n", "disync-made")
+        admin_kubectl("get", "serviceaccount", "made-disync-operator", "-n", "disync-made")
+    finally:
+        subprocess.run(
+            # No --wait: a bare API server has no namespace controller, so the namespace stays Terminating.
+            [str(helm), "uninstall", "made", "--namespace", "default", "--kubeconfig", str(kubeconfig)],
+            capture_output=True,
+            check=False,
+        )
+
+
+@pytest.mark.cluster
+def test_the_chart_takes_over_a_crd_applied_by_kustomize_with_the_documented_command(
+    helm: Path, control_plane: ControlPlane, admin_kubectl: Kubectl
+) -> None:
+    """README: a CRD first applied from deploy/ belongs to no release; one annotate and one label hand it to Helm."""
+    kubeconfig = control_plane.kubeconfig
+    admin_kubectl("delete", "crd", "disyncinstances.disync.dev", "--ignore-not-found", "--wait=true")
+    admin_kubectl("apply", "--server-side", "-k", str(DEPLOY / "crds"))
+    install = [
+        str(helm),
+        "install",
+        "adopt",
+        str(CHART),
+        "-n",
+        "adopt",
+        "--create-namespace",
+        "--kubeconfig",
+        str(kubeconfig),
+    ]
+    refused = subprocess.run(install, capture_output=True, text=True, check=False)
+    assert refused.returncode != 0
+    assert "invalid ownership metadata" in refused.stderr
+    try:
+        crd = "crd/disyncinstances.disync.dev"
+        admin_kubectl("annotate", crd, "meta.helm.sh/release-name=adopt", "meta.helm.sh/release-namespace=adopt")
+        admin_kubectl("label", crd, "app.kubernetes.io/managed-by=Helm")
+        run_helm(helm, "install", "adopt", str(CHART), "-n", "adopt", "--create-namespace", kubeconfig=kubeconfig)
+    finally:
+        subprocess.run(
+            [str(helm), "uninstall", "adopt", "-n", "adopt", "--kubeconfig", str(kubeconfig)],
+            capture_output=True,
+            check=False,
+        )

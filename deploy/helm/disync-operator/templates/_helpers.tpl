@@ -23,6 +23,16 @@ Terraform, for RRSA) named by serviceAccount.name. */}}
 {{- end -}}
 {{- end -}}
 
+{{/* Where the operator goes: namespace.name, else the release's namespace. With namespace.create the chart makes
+that namespace, so it must not be the release's own (Helm records the release there before anything is created). */}}
+{{- define "disync.namespace" -}}
+{{- if .Values.namespace.create -}}
+{{- required "namespace.create needs namespace.name: the namespace to create (not -n, where Helm records the release and which must exist)" .Values.namespace.name -}}
+{{- else -}}
+{{- default .Release.Namespace .Values.namespace.name -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Labels on every object: the same as deploy/'s, plus Helm's own. */}}
 {{- define "disync.labels" -}}
 app.kubernetes.io/name: {{ .Chart.Name }}
