@@ -34,9 +34,9 @@ tools:
 	@bash hack/build-tool.sh helm >/dev/null
 	@bash hack/build-tool.sh promtool >/dev/null
 
-# System packages the tests need (libfaketime), from Debian's archive when missing.
+# Debian packages the tests need (libfaketime), installed when missing (hack/system-deps.sh).
 test-deps:
-	@bash hack/test-deps.sh
+	@bash hack/system-deps.sh test
 
 # pytest exits 5 when it collects nothing; that must fail the run rather than pass silently.
 test: venv controlplane tools test-deps

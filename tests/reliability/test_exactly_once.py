@@ -52,7 +52,7 @@ SECOND_IDENTITY = {"ALIBABA_CLOUD_ACCESS_KEY_ID": SECRET_AK_ID, "ALIBABA_CLOUD_A
 
 def libfaketime() -> str:
     found = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
-    assert found, "libfaketime is missing: `make test` installs Debian's libfaketime (hack/test-deps.sh)"
+    assert found, "libfaketime is missing: `make test` installs Debian's libfaketime (hack/system-deps.sh)"
     return found[0]
 
 
