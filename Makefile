@@ -6,13 +6,16 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv controlplane tools test-deps test test-unit run lint lock crd chart-files bench chaos clean
+.PHONY: help venv controlplane tools test-deps test test-unit run lint lock crd chart-files bench chaos clean node node-down image e2e
 
 help:
 	@echo "make run    - local control plane + DataWorks emulator + the operator, examples applied (Ctrl-C stops)"
 	@echo "make test   - full test suite against a real kube-apiserver/etcd and the emulator"
 	@echo "make lint   - ruff check, ruff format --check, mypy --strict (CI runs it beside make test)"
 	@echo "make tools  - build (or find cached) helm and promtool for the chart and alert checks"
+	@echo "make node   - a real single-node cluster (kubelet, containerd, runc) in a network namespace (Ctrl-C stops)"
+	@echo "make image  - the operator's image from the Dockerfile, built by buildah, as an OCI archive"
+	@echo "make e2e    - the image on the node: Helm and kustomize installs, failover, PDB (starts a node if none is up)"
 	@echo "make lock   - rewrite requirements.lock (the image's hash-pinned runtime dependencies) after a pyproject edit"
 	@echo "make crd    - regenerate deploy/crds from the pydantic models (and the chart's copies: make chart-files)"
 
@@ -38,9 +41,10 @@ tools:
 test-deps:
 	@bash hack/system-deps.sh test
 
-# pytest exits 5 when it collects nothing; that must fail the run rather than pass silently.
+# pytest exits 5 when it collects nothing; that must fail the run rather than pass silently. tests/e2e needs a real
+# node and the built image: `make e2e` runs it.
 test: venv controlplane tools test-deps
-	@$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -q -p no:cacheprovider --ignore=tests/e2e $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
 
 test-unit: venv
@@ -95,7 +99,23 @@ bench: venv controlplane $(RUNTIME_STAMP) $(CONTENDER_STAMP)
 	@$(PY) -m bench --operator-python $(RUNTIME_VENV)/bin/python --contender-python $(CONTENDER_VENV)/bin/python $(BENCH_ARGS)
 
 chaos: venv controlplane test-deps
-	@$(PY) -m pytest -q -m slow tests $(PYTEST_ARGS)
+	@$(PY) -m pytest -q -m slow tests --ignore=tests/e2e $(PYTEST_ARGS)
+
+# A real single-node cluster (hack/node.sh): built from pinned Go modules into the cache, run in a network namespace
+# of its own until Ctrl-C, then removed. Needs root. `make node-down` cleans up after a run that was killed.
+node: controlplane
+	@bash hack/node.sh up
+
+node-down:
+	@bash hack/node.sh down
+
+image:
+	@bash hack/build-image.sh >/dev/null
+
+# The image on the real node: starts one if none is up (and stops it after), builds and loads the image.
+e2e: venv controlplane tools
+	@$(PY) -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
 
 clean:
 	rm -rf $(VENV) $(RUNTIME_VENV) $(CONTENDER_VENV) build dist .pytest_cache .mypy_cache .ruff_cache
