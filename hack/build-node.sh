@@ -110,7 +110,7 @@ progress "compiling the CNI plugins" $!
 
 log "[6/6] the pod sandbox image: kubernetes' pause.c, static, in an OCI archive"
 PAUSE_SRC="$(cd "$NODE/k8s" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause"
-PAUSE_TAG=$(awk -F'?= *' '/^TAG \?=/{print $2; exit}' "$PAUSE_SRC/Makefile")
+PAUSE_TAG=$(sed -n 's/^TAG ?= *//p' "$PAUSE_SRC/Makefile" | head -1)
 gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_TAG-disync" -o "$tmp/pause" "$PAUSE_SRC/linux/pause.c"
 strip "$tmp/pause"
 # buildah keeps its storage in the cache, not in the host's /var/lib/containers.

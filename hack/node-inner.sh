@@ -69,6 +69,7 @@ start kube-apiserver kube-apiserver \
   --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
   --client-ca-file="$PKI/ca.crt" \
   --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+  --kubelet-preferred-address-types=InternalIP \
   --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
   --service-cluster-ip-range="$SERVICE_CIDR" \
@@ -87,7 +88,7 @@ start kube-controller-manager kube-controller-manager \
   --authorization-kubeconfig="$RUN/controller-manager.kubeconfig" \
   --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
   --use-service-account-credentials=true --leader-elect=false --bind-address=127.0.0.1 \
-  --controllers='*,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller' --v=0
+  --v=0
 start kube-scheduler kube-scheduler --kubeconfig="$RUN/scheduler.kubeconfig" \
   --authentication-kubeconfig="$RUN/scheduler.kubeconfig" --authorization-kubeconfig="$RUN/scheduler.kubeconfig" \
   --leader-elect=false --bind-address=127.0.0.1 --v=0

@@ -47,16 +47,25 @@ cgroup_hierarchies() {
 
 # --- teardown -----------------------------------------------------------------------------------------------------
 
-# Pids of the node: everything in its network namespace (the daemons and containerd's shims) and everything in
-# its cgroups (the containers, which have network namespaces of their own).
+# Pids of the node: everything in its network namespace (the supervisor, the daemons and containerd's shims) and
+# everything in its cgroups (the containers, which have network namespaces of their own). Never a pid from a file
+# alone: after a crash it may name someone else's process by now.
 node_pids() {
-  { [[ -e /run/netns/$NETNS ]] && ip netns pids "$NETNS" 2>/dev/null
+  { if [[ -e /run/netns/$NETNS ]]; then ip netns pids "$NETNS" 2>/dev/null || true; fi
     local h
     for h in $(cgroup_hierarchies); do
-      [[ -d $h/$CGROUP_PARENT ]] && find "$h/$CGROUP_PARENT" -name cgroup.procs -exec cat {} + 2>/dev/null
+      if [[ -d $h/$CGROUP_PARENT ]]; then find "$h/$CGROUP_PARENT" -name cgroup.procs -exec cat {} + 2>/dev/null || true; fi
     done
-    [[ -f $RUN/supervisor.pid ]] && cat "$RUN/supervisor.pid"
-  } | grep -E '^[0-9]+$' | sort -un | { grep -vx "$$" || true; }
+  } | { grep -E '^[0-9]+$' || true; } | sort -un | { grep -vx "$$" || true; }
+}
+
+# The supervisor's pid, if it is still the supervisor (in the node's network namespace).
+supervisor_pid() {
+  local pid
+  pid=$(cat "$RUN/supervisor.pid" 2>/dev/null) || return 1
+  [[ -e /run/netns/$NETNS && -e /proc/$pid/ns/net ]] || return 1
+  [[ $(stat -L -c %i "/proc/$pid/ns/net") == "$(stat -L -c %i "/run/netns/$NETNS")" ]] || return 1
+  echo "$pid"
 }
 
 kill_node_pids() {
@@ -70,8 +79,11 @@ teardown() {
   t0=$(date +%s)
   log "stopping the node"
   # The supervisor stops the daemons in order (kubelet first); then whatever remains, containers included.
-  if [[ -f $RUN/supervisor.pid ]]; then kill -TERM "$(cat "$RUN/supervisor.pid")" 2>/dev/null || true; fi
-  for _ in $(seq 1 100); do [[ -z $(node_pids) ]] && break; sleep 0.1; done
+  local sup
+  if sup=$(supervisor_pid); then
+    kill -TERM "$sup" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$sup" 2>/dev/null || break; sleep 0.1; done
+  fi
   kill_node_pids TERM
   for _ in $(seq 1 50); do [[ -z $(node_pids) ]] && break; sleep 0.1; done
   kill_node_pids KILL
@@ -96,7 +108,7 @@ teardown() {
 }
 
 status() {
-  if [[ -f $RUN/ready ]] && [[ -f $RUN/supervisor.pid ]] && kill -0 "$(cat "$RUN/supervisor.pid")" 2>/dev/null; then
+  if [[ -f $RUN/ready ]] && supervisor_pid >/dev/null; then
     echo "$RUN/kubeconfig"
     return 0
   fi
@@ -185,6 +197,8 @@ kubeconfig admin "https://$NODE_IP:6443"
 PAUSE_REF=$(cat "$NODE_BIN/pause.ref")
 cat > "$RUN/containerd.toml" <<EOF
 version = 3
+# Nothing from the host's /etc/containerd.
+imports = []
 root = "/var/lib/containerd"
 state = "/run/containerd"
 [grpc]
@@ -198,6 +212,10 @@ state = "/run/containerd"
   [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = "$PAUSE_REF"
 [plugins."io.containerd.cri.v1.runtime"]
+  # This machine kind withholds CAP_SYS_RESOURCE even from root, so no process may lower an oom_score_adj below
+  # its own (runc: "failed to update /proc/self/oom_score_adj: Permission denied" for the sandbox's -998). Kept
+  # no lower than containerd's own 0, as for rootless nodes; positive scores (Burstable, BestEffort) are unchanged.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.cri.v1.runtime".containerd]
     default_runtime_name = "runc"
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
@@ -222,7 +240,8 @@ cat > "$RUN/cni/net.d/10-disync-node.conflist" <<EOF
 }
 EOF
 
-# No name server is reachable from the namespace: pods get an empty search list rather than the host's resolvers.
+# Pods must not use the host's resolvers (off this machine): their resolv.conf names the host end, where nothing
+# answers DNS, so a lookup fails here instead of leaving the machine. Nothing in these tests resolves a name.
 printf 'nameserver %s\noptions ndots:1\n' "$HOST_IP" > "$RUN/resolv.conf"
 
 cat > "$RUN/kubelet.yaml" <<EOF
@@ -315,6 +334,7 @@ wait_for "the node to register" "${KUBECTL[@]}" get node "$NODE_NAME"
 wait_for "the node to be Ready" "${KUBECTL[@]}" wait --for=condition=Ready "node/$NODE_NAME" --timeout=5s
 # Pods get the default ServiceAccount only once the controller-manager made it.
 wait_for "the default ServiceAccount" "${KUBECTL[@]}" -n default get serviceaccount default
+ln -s admin.kubeconfig "$RUN/kubeconfig"
 touch "$RUN/ready"
 log "[5/5] node Ready after $(( $(date +%s) - t_start ))s"
 cat >&2 <<EOF
@@ -327,7 +347,6 @@ cat >&2 <<EOF
   Ctrl-C stops the node and removes everything it made.
 
 EOF
-ln -s admin.kubeconfig "$RUN/kubeconfig"
 echo "$RUN/kubeconfig"
 # Run until the supervisor ends (a part died) or we are told to stop (the traps call teardown).
 while kill -0 "$(cat "$RUN/supervisor.pid")" 2>/dev/null; do sleep 1; done
