@@ -17,7 +17,7 @@ PROBE = r"""
 echo "uid=$(id -u) gid=$(id -g)"
 echo "version=$(disync-operator --version)"
 for c in gcc cc c++ g++ clang tcc ld as; do command -v "$c" && echo "compiler=$c"; done
-/opt/venv/bin/python -m pip freeze --disable-pip-version-check | sed 's/^/freeze=/'
+/opt/venv/bin/python -m pip list --format=freeze --exclude pip --exclude setuptools | sed 's/^/freeze=/'
 echo "python=$(python --version)"
 """
 
