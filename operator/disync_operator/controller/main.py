@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import kopf
+from kopf._core.engines.peering import Identity
 
 from disync_operator import types as t
 from disync_operator.controller.handlers import register
@@ -163,6 +164,9 @@ async def _lead(runtime: Runtime, registry: kopf.OperatorRegistry, election: Lea
             clusterwide=not runtime.settings.namespaces,
             namespaces=runtime.settings.namespaces,
             memo=SharedMemo(runtime=runtime),
+            # Our own identity: without one kopf derives it from getpass.getuser(), which raises KeyError for a uid
+            # with no passwd entry, as the image's 65532 is (seen on the first real node: the leader crashed).
+            identity=Identity(runtime.me),
             stop_flag=kopf_stop,
             ready_flag=kopf_ready,
         ),
