@@ -83,7 +83,5 @@ log "[build] done in $(( $(date +%s) - t1 ))s"
 archive="$OUT/$(echo "$IMAGE" | tr '/:' '__').tar"
 rm -f "$archive"
 buildah "${BSTORE[@]}" push -q "$IMAGE" "oci-archive:$archive:$IMAGE"
-# Dangling layers of earlier builds: keep the storage from growing with every run.
-buildah "${BSTORE[@]}" rmi --prune >/dev/null 2>&1 || true
 log "image $IMAGE: $(du -h "$archive" | cut -f1) archive at $archive (total $(( $(date +%s) - start ))s)"
 echo "$archive"

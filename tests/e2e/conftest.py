@@ -87,5 +87,3 @@ def emulator(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E
         yield emu
     finally:
         emu.stop()
-
-

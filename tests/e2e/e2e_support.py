@@ -13,6 +13,7 @@ from typing import Any
 
 from disync_operator.devstack.kubectl import Kubectl
 from disync_operator.devstack.processes import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
+from disync_operator.devstack.waiting import WaitTimeout, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 HACK = REPO / "hack"
@@ -117,6 +118,28 @@ def ready_pods(kubectl: Kubectl, count: int) -> list[dict[str, Any]] | None:
         and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
     ]
     return ready if len(ready) == count == len(found) else None
+
+
+def diagnose(kubectl: Kubectl) -> str:
+    """What a failed wait shows: the operator's pods, the namespace's last Events, each pod's last log lines."""
+    parts = [kubectl.run("get", "pods", "-o", "wide", check=False).stdout]
+    events = kubectl.run("get", "events", "--sort-by=.lastTimestamp", check=False).stdout.splitlines()
+    parts.append("\n".join(events[-15:]))
+    for pod in pods(kubectl):
+        name = pod["metadata"]["name"]
+        for previous in ("--previous", None):
+            args = ["logs", name, "--tail=15", *([previous] if previous else [])]
+            out = kubectl.run(*args, check=False)
+            if out.returncode == 0 and out.stdout.strip():
+                parts.append(f"--- {name} {previous or ''}\n{out.stdout[-3000:]}")
+    return "\n".join(parts)
+
+
+def wait_ready_pods(kubectl: Kubectl, count: int, timeout: float = 180) -> list[dict[str, Any]]:
+    try:
+        return wait_for(lambda: ready_pods(kubectl, count), timeout=timeout, interval=0.5, what=f"{count} pods Ready")
+    except WaitTimeout as error:
+        raise AssertionError(f"{error}\n{diagnose(kubectl)}") from None
 
 
 def restarts(pod: dict[str, Any]) -> int:

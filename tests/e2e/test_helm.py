@@ -30,6 +30,7 @@ from e2e_support import (
     ready_pods,
     restarts,
     restricted_namespace,
+    wait_ready_pods,
 )
 
 from disync_operator.devstack.kubectl import Kubectl
@@ -90,7 +91,7 @@ def test_helm_install_gives_two_ready_pods_and_ready_examples(release: Release) 
     t0 = time.monotonic()
     sets = [arg for value in release.values for arg in ("--set", value)]
     release.helm_cmd("install", RELEASE, str(CHART), *sets)
-    pods = wait_for(lambda: ready_pods(release.kubectl, 2), timeout=180, interval=0.5, what="2 operator pods Ready")
+    pods = wait_ready_pods(release.kubectl, 2)
     t_pods = time.monotonic() - t0
     examples = release.admin.bound(release.examples_namespace)
     examples("apply", "-k", str(REPO / "examples"))
@@ -121,7 +122,7 @@ def _evict(pod: str, namespace: str) -> httpx.Response:
 
 
 def test_the_pdb_refuses_to_evict_the_last_ready_pod(release: Release) -> None:
-    pods = wait_for(lambda: ready_pods(release.kubectl, 2), timeout=120, interval=0.5, what="2 operator pods Ready")
+    pods = wait_ready_pods(release.kubectl, 2)
     first, second = (p["metadata"]["name"] for p in pods)
     allowed = _evict(first, release.namespace)
     assert allowed.status_code == 201, allowed.text
@@ -130,12 +131,12 @@ def test_the_pdb_refuses_to_evict_the_last_ready_pod(release: Release) -> None:
     reason = refused.json().get("message", "")
     assert "disruption budget" in reason, reason
     # The Deployment replaces the evicted pod; the release is whole again for the next test.
-    wait_for(lambda: ready_pods(release.kubectl, 2), timeout=180, interval=0.5, what="2 operator pods Ready again")
+    wait_ready_pods(release.kubectl, 2)
     print(f"\n[pdb] evicting {first}: 201; then the last ready pod {second}: {refused.status_code} ({reason})")
 
 
 def test_deleting_the_leader_pod_hands_over_within_the_lease(release: Release) -> None:
-    pods = wait_for(lambda: ready_pods(release.kubectl, 2), timeout=120, interval=0.5, what="2 operator pods Ready")
+    pods = wait_ready_pods(release.kubectl, 2)
     names = {p["metadata"]["name"] for p in pods}
     holder = wait_for(lambda: leader(release.kubectl), timeout=60, what="a leader")
     old_pod = holder.split("/")[0]
@@ -151,8 +152,11 @@ def test_deleting_the_leader_pod_hands_over_within_the_lease(release: Release) -
     new = wait_for(standby_leads, timeout=LEASE_SECONDS + 30, interval=0.1, what="the standby to lead")
     handover = time.monotonic() - t0
     assert handover <= LEASE_SECONDS + 2, f"the standby led {handover:.1f}s after the leader's pod was deleted"
-    wait_for(lambda: ready_pods(release.kubectl, 2), timeout=180, interval=0.5, what="2 operator pods Ready again")
-    print(f"\n[failover] leader pod {old_pod} deleted (grace 0): {new} leads after {handover:.1f}s (bound {LEASE_SECONDS + 2}s)")
+    wait_ready_pods(release.kubectl, 2)
+    print(
+        f"\n[failover] leader pod {old_pod} deleted (grace 0): {new} leads after {handover:.1f}s "
+        f"(bound {LEASE_SECONDS + 2}s)"
+    )
 
 
 class LeaseWatch(threading.Thread):
@@ -194,7 +198,7 @@ def _cr(name: str, file_id: int) -> dict[str, Any]:
 
 
 def test_helm_upgrade_during_200_creates_starts_each_task_once(release: Release, emulator: EmulatorProcess) -> None:
-    wait_for(lambda: ready_pods(release.kubectl, 2), timeout=120, interval=0.5, what="2 operator pods Ready")
+    wait_ready_pods(release.kubectl, 2)
     namespace = f"{release.namespace}-load"
     release.admin("create", "namespace", namespace)
     crs = release.admin.bound(namespace)
@@ -264,6 +268,11 @@ def test_helm_uninstall_leaves_the_crd_and_the_resources(release: Release) -> No
     # The operator is gone, so the DI_REALTIME examples keep their finalizer (the README deletes resources first).
     for item in examples:
         release.admin.bound(release.examples_namespace)(
-            "patch", "disyncinstance", item["metadata"]["name"], "--type=merge", "-p", '{"metadata":{"finalizers":null}}'
+            "patch",
+            "disyncinstance",
+            item["metadata"]["name"],
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
         )
     release.admin("delete", "crd", "disyncinstances.disync.dev")

@@ -1,4 +1,4 @@
-"""The image as built from the Dockerfile, run by the node's kubelet: its user, its contents, its entrypoint, its size."""
+"""The image as built from the Dockerfile, run by the node's kubelet: its user, contents, entrypoint and size."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 
 from e2e_support import IMAGE, REPO, restricted_namespace
+
 from disync_operator.devstack.kubectl import Kubectl
 from disync_operator.devstack.waiting import wait_for
 
@@ -93,9 +94,11 @@ def test_the_image_runs_as_65532_with_exactly_the_locked_packages_and_no_compile
     assert operator_version is not None, f"the operator's wheel is not installed: {sorted(frozen)}"
     assert frozen == lock_pins(), "installed set differs from requirements.lock"
     python = next(v for k, v in facts if k == "python")
-    archive = Path.home() / ".cache" / "disync-operator" / "images" / (IMAGE.replace("/", "_").replace(":", "_") + ".tar")
+    images = Path.home() / ".cache" / "disync-operator" / "images"
+    archive = images / (IMAGE.replace("/", "_").replace(":", "_") + ".tar")
     size = archive.stat().st_size if archive.exists() else -1
     print(
-        f"\n[image] {image}: uid 65532 (the image's USER, runAsNonRoot verified by the kubelet), {version}, {python}, {len(frozen)} locked packages + the operator "
+        f"\n[image] {image}: uid 65532 (the image's USER, runAsNonRoot verified by the kubelet), {version}, "
+        f"{python}, {len(frozen)} locked packages + the operator "
         f"{operator_version}, no compiler; OCI archive {size / 2**20:.1f} MiB"
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from e2e_support import NODE_NAME, REPO, all_ready, ready_pods, restarts
+from e2e_support import NODE_NAME, REPO, all_ready, ready_pods, restarts, wait_ready_pods
 
 from disync_operator.devstack.kubectl import Kubectl
 from disync_operator.devstack.processes import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, EmulatorProcess
@@ -57,7 +57,7 @@ def test_kustomize_install_runs_restricted_and_uninstalls_clean(
     assert labels.get("pod-security.kubernetes.io/enforce") == "restricted", labels
     kubectl = admin.bound(NAMESPACE)
     try:
-        pods = wait_for(lambda: ready_pods(kubectl, 2), timeout=180, interval=0.5, what="2 operator pods Ready")
+        pods = wait_ready_pods(kubectl, 2)
         t_pods = time.monotonic() - t0
         admin("create", "namespace", examples_namespace)
         examples = admin.bound(examples_namespace)
@@ -83,4 +83,5 @@ def test_kustomize_install_runs_restricted_and_uninstalls_clean(
     assert admin.run("get", "crd", "disyncinstances.disync.dev", check=False).returncode != 0
     cluster = admin.get_json("clusterrole,clusterrolebinding", "-l", "app.kubernetes.io/part-of=disync-operator")
     assert cluster["items"] == [], [i["metadata"]["name"] for i in cluster["items"]]
-    print(f"\n[kubectl delete -k] removed the namespace, the CRD and the cluster RBAC in {t_uninstall:.1f}s; nothing left")
+    took = f"{t_uninstall:.1f}s"
+    print(f"\n[kubectl delete -k] removed the namespace, the CRD and the cluster RBAC in {took}; nothing left")
