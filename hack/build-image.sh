@@ -66,8 +66,9 @@ fi
 t1=$(date +%s)
 log "[build] buildah bud -f Dockerfile --build-arg PYTHON_IMAGE=$BASE -t $IMAGE"
 # --network host: the build's RUN steps reach PyPI as a docker build would (buildah's default would need a CNI
-# network of its own on the host). --isolation chroot: no second runtime needed for the build. --layers: an
-# unchanged step is reused from the cache, as docker build does.
+# network of its own on the host). --isolation chroot: no second runtime needed for the build. No --layers: with
+# it, Debian's buildah 1.28 skips materialising a cached build stage, and the runtime stage's
+# `RUN --mount=type=bind,from=build` then finds no /wheels ("couldn't find .../wheels on host to bind mount").
 # The host's CA bundle, read-only, over the base image's: a machine whose HTTPS goes through a TLS-inspecting proxy
 # (this one) trusts that proxy's CA only there, and Debian's pip reads the system bundle. A bind mount of a RUN
 # step adds nothing to the image's layers.
@@ -75,7 +76,7 @@ trust=()
 if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
   trust=(--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
 fi
-( cd "$ROOT" && buildah "${BSTORE[@]}" bud --quiet --layers --isolation chroot --network host --format oci "${trust[@]}" \
+( cd "$ROOT" && buildah "${BSTORE[@]}" bud --quiet --isolation chroot --network host --format oci "${trust[@]}" \
     --build-arg "PYTHON_IMAGE=$BASE" --build-arg "REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
     -f Dockerfile -t "$IMAGE" . > "$OUT/build.log" 2>&1 ) & progress "building the image" $! \
   || { tail -30 "$OUT/build.log" >&2; exit 1; }

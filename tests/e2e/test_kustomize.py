@@ -3,6 +3,7 @@ installer must: the image, DataWorks' address (the emulator) and the operator's 
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -17,12 +18,13 @@ EXAMPLES = ["orders-realtime", "users-realtime", "warehouse-solution"]
 
 
 def overlay(folder: Path, image: str, endpoint: str) -> Path:
+    """An installer's overlay of deploy/ (kustomize takes a base only by a relative path)."""
     name, _, tag = image.rpartition(":")
     (folder / "kustomization.yaml").write_text(
         f"""apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
-  - {REPO / "deploy"}
+  - {os.path.relpath(REPO / "deploy", folder)}
 images:
   - name: ghcr.io/disync-operator/disync-operator
     newName: {name}
