@@ -21,6 +21,7 @@ CHART = REPO / "deploy" / "helm" / "disync-operator"
 HOST_IP = "10.99.0.1"  # the host end of the node's veth (hack/node.sh)
 NODE_NAME = "disync-node"
 IMAGE = os.environ.get("IMAGE", "localhost/disync-operator:e2e")
+RELEASE = "disync-operator"  # the release name that gives the chart's objects deploy/'s names
 NODE_DIR = Path(os.environ.get("DISYNC_NODE_DIR", "/tmp/disync-node"))
 
 
@@ -171,3 +172,23 @@ def leader(kubectl: Kubectl) -> str | None:
 
 def elapsed(since: float) -> float:
     return time.monotonic() - since
+
+
+def cleanup(admin: Kubectl, helm: Path, namespaces: list[str], release_namespace: str) -> None:
+    """Leave the node as we found it, whatever the tests got to: resources deleted while an operator may still run
+    (their tasks stopped), the release, finalizers nobody will remove any more, the CRD Helm keeps, namespaces."""
+    for ns in namespaces:
+        admin.run("-n", ns, "delete", "disyncinstances", "--all", "--timeout=60s", check=False)
+    helm_args = ["--kubeconfig", str(admin.kubeconfig), "-n", release_namespace, "uninstall", RELEASE, "--wait"]
+    subprocess.run([str(helm), *helm_args], capture_output=True, check=False, timeout=180)
+    left = admin.run("get", "disyncinstances", "-A", "-o", "json", check=False)
+    if left.returncode == 0:
+        for item in json.loads(left.stdout)["items"]:
+            meta = item["metadata"]
+            admin.run(
+                "-n", meta["namespace"], "patch", "disyncinstance", meta["name"], "--type=merge",
+                "-p", '{"metadata":{"finalizers":null}}', check=False,
+            )  # fmt: skip
+    admin.run("delete", "crd", "disyncinstances.disync.dev", "--ignore-not-found", check=False)
+    for ns in namespaces:
+        admin.run("delete", "namespace", ns, "--ignore-not-found", "--wait=false", check=False)

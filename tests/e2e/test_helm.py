@@ -24,8 +24,10 @@ from e2e_support import (
     NODE_DIR,
     NODE_NAME,
     PROJECT_ID,
+    RELEASE,
     REPO,
     all_ready,
+    cleanup,
     default_credentials,
     leader,
     pods,
@@ -39,7 +41,6 @@ from disync_operator.devstack.kubectl import Kubectl
 from disync_operator.devstack.processes import EmulatorProcess
 from disync_operator.devstack.waiting import wait_for
 
-RELEASE = "disync-operator"
 EXAMPLES = ["orders-realtime", "users-realtime", "warehouse-solution"]
 LEASE_SECONDS = 15  # the chart's settings.leaderLeaseDuration
 
@@ -81,26 +82,6 @@ def release(admin: Kubectl, helm: Path, image: str, emulator: EmulatorProcess) -
         yield rel
     finally:
         cleanup(admin, helm, [namespace, examples_namespace, f"{namespace}-load"], namespace)
-
-
-def cleanup(admin: Kubectl, helm: Path, namespaces: list[str], release_namespace: str) -> None:
-    """Leave the node as we found it, whatever the tests got to: resources deleted while an operator may still run
-    (their tasks stopped), the release, finalizers nobody will remove any more, the CRD Helm keeps, namespaces."""
-    for ns in namespaces:
-        admin.run("-n", ns, "delete", "disyncinstances", "--all", "--timeout=60s", check=False)
-    helm_args = ["--kubeconfig", str(admin.kubeconfig), "-n", release_namespace, "uninstall", RELEASE, "--wait"]
-    subprocess.run([str(helm), *helm_args], capture_output=True, check=False, timeout=180)
-    left = admin.run("get", "disyncinstances", "-A", "-o", "json", check=False)
-    if left.returncode == 0:
-        for item in json.loads(left.stdout)["items"]:
-            meta = item["metadata"]
-            admin.run(
-                "-n", meta["namespace"], "patch", "disyncinstance", meta["name"], "--type=merge",
-                "-p", '{"metadata":{"finalizers":null}}', check=False,
-            )  # fmt: skip
-    admin.run("delete", "crd", "disyncinstances.disync.dev", "--ignore-not-found", check=False)
-    for ns in namespaces:
-        admin.run("delete", "namespace", ns, "--ignore-not-found", "--wait=false", check=False)
 
 
 def test_helm_install_gives_two_ready_pods_and_ready_examples(release: Release) -> None:
