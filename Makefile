@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv controlplane tools test-deps test test-unit run lint lock crd chart-files bench chaos clean node node-down image e2e e2e-chaos
+.PHONY: help venv controlplane tools test-deps test test-unit run lint lock crd chart-files bench chaos clean node node-down node-bins image e2e e2e-chaos
 
 help:
 	@echo "make run    - local control plane + DataWorks emulator + the operator, examples applied (Ctrl-C stops)"
@@ -112,14 +112,20 @@ node-down:
 image:
 	@bash hack/build-image.sh >/dev/null
 
+node-bins: controlplane
+	@bash hack/build-node.sh >/dev/null
+
 # The image on the real node: starts one if none is up (and stops it after), builds and loads the image.
-e2e: venv controlplane tools
-	@$(PY) -m pytest -q -p no:cacheprovider -s tests/e2e $(E2E_ARGS); rc=$$?; \
+# Builds come first, outside the tests' timeouts (cold: tens of minutes).
+e2e: venv controlplane tools node-bins
+	@archive=$$(bash hack/build-image.sh | tail -1) && \
+	  E2E_IMAGE_ARCHIVE=$$archive $(PY) -m pytest -q -p no:cacheprovider -s tests/e2e $(E2E_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
 
 # The slow ones on the real node (10,000 resources under the memory limit, bench P6).
-e2e-chaos: venv controlplane tools
-	@$(PY) -m pytest -q -p no:cacheprovider -s -m slow tests/e2e $(E2E_ARGS)
+e2e-chaos: venv controlplane tools node-bins
+	@archive=$$(bash hack/build-image.sh | tail -1) && \
+	  E2E_IMAGE_ARCHIVE=$$archive $(PY) -m pytest -q -p no:cacheprovider -s -m slow tests/e2e $(E2E_ARGS)
 
 clean:
 	rm -rf $(VENV) $(RUNTIME_VENV) $(CONTENDER_VENV) build dist .pytest_cache .mypy_cache .ruff_cache

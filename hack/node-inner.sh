@@ -63,6 +63,8 @@ start etcd etcd --data-dir "$RUN/etcd" --listen-client-urls http://127.0.0.1:237
   --advertise-client-urls http://127.0.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 \
   --log-level warn --unsafe-no-fsync --quota-backend-bytes 8589934592
 
+# --service-account-extend-token-expiration=false: a projected token stops working when it expires, as on a cluster
+# past the legacy-token transition, so a test of the kubelet's rotation proves the new token is used.
 start kube-apiserver kube-apiserver \
   --etcd-servers=http://127.0.0.1:2379 \
   --bind-address=0.0.0.0 --advertise-address="$NODE_IP" --secure-port=6443 \
@@ -72,6 +74,7 @@ start kube-apiserver kube-apiserver \
   --kubelet-preferred-address-types=InternalIP \
   --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+  --service-account-extend-token-expiration=false \
   --service-cluster-ip-range="$SERVICE_CIDR" \
   --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
   --profiling=false --v=0

@@ -32,7 +32,7 @@ from disync_operator.devstack.kubectl import Kubectl
 from disync_operator.devstack.processes import EmulatorProcess
 from disync_operator.devstack.waiting import wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 LIMIT = 512 * 2**20  # the chart's resources.limits.memory
 
