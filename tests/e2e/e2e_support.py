@@ -185,10 +185,11 @@ def cleanup(admin: Kubectl, helm: Path, namespaces: list[str], release_namespace
         out = admin.run("get", "disyncinstances", "-A", "--no-headers", "-o", "name", check=False)
         return out.returncode != 0 or not out.stdout.strip()
 
-    # The operator stops each task and releases its finalizer (10,000 take minutes); what is left after the
-    # deadline has its finalizer stripped below.
-    with contextlib.suppress(WaitTimeout):
-        wait_for(gone, timeout=900, interval=2, what="the resources to be deleted")
+    # A running operator stops each task and releases its finalizer (10,000 take minutes); without one (already
+    # uninstalled), or after the deadline, what is left has its finalizer stripped below.
+    if pods(admin.bound(release_namespace)):
+        with contextlib.suppress(WaitTimeout):
+            wait_for(gone, timeout=900, interval=2, what="the resources to be deleted")
     helm_args = ["--kubeconfig", str(admin.kubeconfig), "-n", release_namespace, "uninstall", RELEASE, "--wait"]
     subprocess.run([str(helm), *helm_args], capture_output=True, check=False, timeout=180)
     left = admin.run("get", "disyncinstances", "-A", "-o", "json", check=False)
