@@ -84,5 +84,7 @@ log "[build] done in $(( $(date +%s) - t1 ))s"
 archive="$OUT/$(echo "$IMAGE" | tr '/:' '__').tar"
 rm -f "$archive"
 buildah "${BSTORE[@]}" push -q "$IMAGE" "oci-archive:$archive:$IMAGE"
+# The previous build's image and the build stage are untagged now (vfs keeps a full copy of each): drop them.
+buildah "${BSTORE[@]}" rmi --prune >/dev/null 2>&1 || true
 log "image $IMAGE: $(du -h "$archive" | cut -f1) archive at $archive (total $(( $(date +%s) - start ))s)"
 echo "$archive"
