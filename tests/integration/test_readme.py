@@ -49,7 +49,8 @@ def test_every_readme_command_is_verified() -> None:
 
 
 def test_commands_covered_elsewhere_are_really_run_there() -> None:
-    assert "exec make test" in (REPO / ".ci/run").read_text()
+    ci_steps = [line.strip() for line in (REPO / ".ci/run").read_text().splitlines() if not line.startswith("#")]
+    assert "make test" in ci_steps or "exec make test" in ci_steps
     make_run = source_of("tests/integration/test_make_run.py", "test_make_run_once_reaches_ready_for_every_example")
     assert '"DISYNC_DEV_ONCE": "1"' in make_run
     assert '"run"' in make_run
