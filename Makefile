@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv controlplane tools test-deps test test-unit run lint lock crd chart-files bench chaos clean node node-down node-bins image e2e e2e-chaos
+.PHONY: help venv controlplane tools test-deps test test-unit run lint lock crd chart-files bench chaos clean node node-deps node-down node-bins image e2e e2e-chaos
 
 help:
 	@echo "make run    - local control plane + DataWorks emulator + the operator, examples applied (Ctrl-C stops)"
@@ -103,16 +103,20 @@ chaos: venv controlplane test-deps
 
 # A real single-node cluster (hack/node.sh): built from pinned Go modules into the cache, run in a network namespace
 # of its own until Ctrl-C, then removed. Needs root. `make node-down` cleans up after a run that was killed.
-node: controlplane
+# Debian packages the node and the image build need (hack/system-deps.sh node), installed when missing.
+node-deps:
+	@bash hack/system-deps.sh node
+
+node: controlplane node-deps
 	@bash hack/node.sh up
 
 node-down:
 	@bash hack/node.sh down
 
-image:
+image: node-deps
 	@bash hack/build-image.sh >/dev/null
 
-node-bins: controlplane
+node-bins: controlplane node-deps
 	@bash hack/build-node.sh >/dev/null
 
 # The image on the real node: starts one if none is up (and stops it after), builds and loads the image.
