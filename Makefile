@@ -101,12 +101,12 @@ bench: venv controlplane $(RUNTIME_STAMP) $(CONTENDER_STAMP)
 chaos: venv controlplane test-deps
 	@$(PY) -m pytest -q -m slow tests --ignore=tests/e2e $(PYTEST_ARGS)
 
-# A real single-node cluster (hack/node.sh): built from pinned Go modules into the cache, run in a network namespace
-# of its own until Ctrl-C, then removed. Needs root. `make node-down` cleans up after a run that was killed.
 # Debian packages the node and the image build need (hack/system-deps.sh node), installed when missing.
 node-deps:
 	@bash hack/system-deps.sh node
 
+# A real single-node cluster (hack/node.sh): built from pinned Go modules into the cache, run in a network namespace
+# of its own until Ctrl-C, then removed. Needs root. `make node-down` cleans up after a run that was killed.
 node: controlplane node-deps
 	@bash hack/node.sh up
 
