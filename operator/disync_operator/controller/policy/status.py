@@ -533,19 +533,27 @@ def restart_spent(
         f"restart {restart} had no known outcome and the task is not running (live state {verified_state}): it counts "
         "as made"
     )
+    return restart_made(status, restart, at).merged(
+        StatusUpdate(
+            instance_state=verified_state,
+            last_observed_time=at,
+            conditions=conditions(
+                status, generation, at, ("False", Reason.NOT_RUNNING, message), ("True", Reason.RECONCILE_SUCCESS, "")
+            ),
+        )
+    )
+
+
+def restart_made(status: DISyncInstanceStatus, restart: int, at: dt.datetime) -> StatusUpdate:
+    """What every restart made (or counted as made) records: its number and time, within the hour's window."""
     window = [t for t in recent_restarts(status, at) if t < at]
     return StatusUpdate(
         restarts=restart,
         last_restart_time=at,
         restart_times=[*window, at][-MAX_RESTARTS_PER_HOUR:],
         last_start_time=at,
-        instance_state=verified_state,
-        last_observed_time=at,
         unverified_intent=None,
         next_retry_time=None,
-        conditions=conditions(
-            status, generation, at, ("False", Reason.NOT_RUNNING, message), ("True", Reason.RECONCILE_SUCCESS, "")
-        ),
     )
 
 
@@ -567,20 +575,14 @@ def restarted(
     else:
         detail = f"restart {restart} had taken effect (live state {verified_state}); not started again"
         reported = StatusUpdate(status="success", instance_state=verified_state)
-    window = [t for t in recent_restarts(status, at) if t < at]
-    return StatusUpdate(
-        restarts=restart,
-        last_restart_time=at,
-        restart_times=[*window, at][-MAX_RESTARTS_PER_HOUR:],
-        last_start_time=at,
+    took_effect = StatusUpdate(
         failed_generation=None,
-        unverified_intent=None,
-        next_retry_time=None,
         last_error=None,
         conditions=conditions(
             status, generation, at, ("True", Reason.STARTED, detail), ("True", Reason.RECONCILE_SUCCESS, "")
         ),
-    ).merged(reported)
+    )
+    return restart_made(status, restart, at).merged(took_effect).merged(reported)
 
 
 # --- pause -------------------------------------------------------------------------------------------------------
