@@ -174,6 +174,25 @@ class FaultConfig(_Strict):
         return self.actions is None or action in self.actions
 
 
+class OidcRoleConfig(_Strict):
+    """A RAM role that trusts an OIDC provider: AssumeRoleWithOIDC hands out the credentials of `access_key_id`
+    (one of `access_keys`, with a security token)."""
+
+    role_arn: str = Field(min_length=1)
+    oidc_provider_arn: str = Field(min_length=1)
+    access_key_id: str = Field(min_length=1)
+
+
+class StsConfig(_Strict):
+    """The emulator's STS (RRSA): the OIDC provider it trusts, by issuer and JSON Web Key Set (a Kubernetes API
+    server's /.well-known/openid-configuration issuer and /openid/v1/jwks), and the roles that trust it."""
+
+    issuer: str = Field(min_length=1)
+    audience: str = "sts.aliyuncs.com"
+    jwks: dict[str, Any]
+    roles: list[OidcRoleConfig] = Field(min_length=1)
+
+
 class EmulatorConfig(_Strict):
     access_keys: list[AccessKeyConfig] = Field(min_length=1)
     projects: list[ProjectConfig] = Field(default_factory=list)
@@ -184,6 +203,8 @@ class EmulatorConfig(_Strict):
     nonce_cache_size: int = Field(default=100_000, ge=1)
     # Allowed |x-acs-date - now|; the cloud allows 15 minutes.
     timestamp_tolerance_seconds: float = Field(default=900, gt=0)
+    # STS AssumeRoleWithOIDC for RRSA (None: the emulator answers no STS call).
+    sts: StsConfig | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> EmulatorConfig:
@@ -193,6 +214,12 @@ class EmulatorConfig(_Strict):
         project_ids = [project.id for project in self.projects]
         if len(project_ids) != len(set(project_ids)):
             raise ValueError("duplicate project id")
+        if self.sts is not None:
+            by_id = {key.id: key for key in self.access_keys}
+            for role in self.sts.roles:
+                key = by_id.get(role.access_key_id)
+                if key is None or key.security_token is None:
+                    raise ValueError(f"sts role {role.role_arn}: {role.access_key_id} is not an STS access key")
         known = set(project_ids)
         for key in self.access_keys:
             if key.projects != "*":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import socket
@@ -19,6 +20,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from disync_operator.dataworks._signing import parse_authorization
+from disync_operator.emulator import _sts as sts
 from disync_operator.emulator._auth import SignedRequest, Verifier, WallClock
 from disync_operator.emulator._config import (
     ACTIONS,
@@ -152,6 +154,7 @@ class Emulator:
     def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/", self._handle_api)
+        app.router.add_get("/", self._handle_api)  # STS's SDKs send AssumeRoleWithOIDC as a GET
         app.router.add_get("/_emulator/healthz", self._healthz)
         app.router.add_get("/_emulator/requests", self._get_requests)
         app.router.add_delete("/_emulator/requests", self._clear_requests)
@@ -259,6 +262,39 @@ class Emulator:
             acting.add_done_callback(landed)
             raise
 
+    async def _handle_sts(
+        self, request: web.Request, query: dict[str, str], request_id: str, seq: int, wall: float
+    ) -> web.StreamResponse:
+        """STS AssumeRoleWithOIDC (RRSA): anonymous, its parameters in the query or the form body."""
+        form = {**query, **{k: v for k, v in (await request.post()).items() if isinstance(v, str)}}
+        status, code = 200, "success"
+        try:
+            if self.config.sts is None:
+                raise ApiError(404, "InvalidAction.NotFound", "This emulator has no STS configured.")
+            keys = {key.id: key for key in self.config.access_keys}
+            now = dt.datetime.fromtimestamp(self._wall_clock(), dt.UTC)
+            answer: dict[str, Any] = sts.assume_role_with_oidc(form, self.config.sts, keys, now, request_id)
+        except ApiError as error:
+            status, code = error.http_status, error.code
+            answer = error.body(request_id, request.host)
+        # The OIDC token is a credential: it is never kept in the request log.
+        params = {k: v for k, v in form.items() if k != "OIDCToken"}
+        self.request_log.append(
+            RequestRecord(
+                seq=seq,
+                time=wall,
+                action=sts.ACTION,
+                params=params,
+                access_key_id=None,
+                http_status=status,
+                code=code,
+                fault=None,
+                request_id=request_id,
+            )
+        )
+        log.info("%s status=%s outcome=%s request_id=%s", sts.ACTION, status, code, request_id)
+        return web.json_response(answer, status=status)
+
     async def _handle_api(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = _new_request_id()
@@ -295,6 +331,9 @@ class Emulator:
                 request_id,
                 (time.perf_counter() - started) * 1000,
             )
+
+        if not action and query.get("Action") == sts.ACTION:
+            return await self._handle_sts(request, query, request_id, seq, wall)
 
         fault: FaultDecision | None = None
         try:
