@@ -62,9 +62,10 @@ def test_create_reaches_ready_with_exactly_one_start(
 
     table = kubectl("get", "disyncinstances")
     header, row = table.splitlines()[:2]
-    assert header.split() == ["NAME", "PROJECT", "TYPE", "FILE", "STATUS", "MESSAGE", "READY", "AGE"]
-    assert row.split()[:5] == ["orders", "10000", "DI_REALTIME", "100", "success"]
-    assert row.split()[-2] == "True"  # READY (MESSAGE is empty: the API said null)
+    assert header.split() == ["NAME", "READY", "SYNCED", "REASON", "STATUS", "MESSAGE", "AGE"]
+    assert row.split()[:5] == ["orders", "True", "True", "Running", "success"]
+    wide = kubectl("get", "disyncinstances", "-o", "wide").splitlines()[1].split()
+    assert {"10000", "DI_REALTIME", "100"} <= set(wide)
 
 
 def test_spec_change_starts_again_and_label_change_does_not(
