@@ -120,6 +120,7 @@ class Reconciler(ObjectContext):
                 own_start=open_start if open_start is not None and open_start.generation == self.generation else None,
                 adopting=adopting,
                 spec_digest=spec.start_digest(),
+                restarts_counted=spec.restart_policy is t.RestartPolicy.ON_FAILURE,
             )
             if verified is not policy.Verified.START:
                 return await self.record_verified(spec, creds, verified, info.data.status, at)
@@ -162,7 +163,6 @@ class Reconciler(ObjectContext):
                     at,
                     verified_state=state,
                     spec_digest=spec.start_digest(),
-                    restart_on_failure=spec.restart_policy is t.RestartPolicy.ON_FAILURE,
                 )
             )
             self.logger.warning("the start's answer was lost and the task is not running (%s): counted as made", state)

@@ -249,15 +249,19 @@ def after_verifying(
     own_start: StartIntent | None,
     adopting: bool,
     spec_digest: str | None,
+    restarts_counted: bool,
 ) -> Verified:
     """`running`: the live state shows the task started; `own_start`: the start of this generation being verified
-    (None when the look is for another reason: adoption, a resume, a handover, an unreadable intent)."""
+    (None when the look is for another reason: adoption, a resume, a handover, an unreadable intent);
+    `restarts_counted`: restartPolicy OnFailure, whose restarts an hourly cap counts."""
     if own_start is not None:
         if running:
             return Verified.STARTED
         # The request left and its answer never came: it may have started a task that then stopped (a task that
-        # fails at once, say). Sending it again would escape restartPolicy Never and the hourly restart cap.
-        return Verified.SPENT if own_start.answer_lost else Verified.START
+        # fails at once, say). Under OnFailure it counts as made, so the hourly cap bounds what follows. Under
+        # Never it is sent again: most lost answers are resets before the cloud acted, and a network error is
+        # retried; a task that ran and failed within the start lease may so be started again (docs/design.md).
+        return Verified.SPENT if own_start.answer_lost and restarts_counted else Verified.START
     if not running or start_parameters_changed(status, spec_digest):
         return Verified.START
     return Verified.ADOPTED if adopting else Verified.STARTED

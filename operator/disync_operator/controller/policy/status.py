@@ -120,19 +120,14 @@ def start_spent(
     *,
     verified_state: str | None,
     spec_digest: str | None,
-    restart_on_failure: bool,
 ) -> StatusUpdate:
-    """The start of `generation` was sent, its answer was lost, and the task is not running: the start counts as
-    made (it may have run and stopped), so the generation is recorded as started and the task as not running.
-    restartPolicy OnFailure restarts it from here, within its hourly cap; Never leaves it to the user."""
-    after = (
-        "restartPolicy OnFailure restarts it within DISYNC_MAX_RESTARTS_PER_HOUR"
-        if restart_on_failure
-        else "restartPolicy Never sends no second start: change the spec, or set restartPolicy OnFailure, to start it"
-    )
+    """restartPolicy OnFailure: the start of `generation` was sent, its answer was lost, and the task is not
+    running. The start counts as made (it may have run and stopped), so the generation is recorded as started and
+    the task as not running; the restart that follows counts against the hourly cap."""
     message = (
         f"the start of generation {generation} was sent and its answer lost, and the task is not running (live state "
-        f"{verified_state}): the start counts as made. {after}"
+        f"{verified_state}): the start counts as made; restartPolicy OnFailure restarts it within "
+        "DISYNC_MAX_RESTARTS_PER_HOUR"
     )
     return StatusUpdate(
         started_generation=generation,
