@@ -30,3 +30,18 @@ def test_start_up_stops_on_an_unknown_setting(
     assert "unknown setting DISYNC_QSP (did you mean DISYNC_QPS?)" in capsys.readouterr().err
     monkeypatch.delenv("DISYNC_QSP")
     assert load_settings().qps == 20.0
+
+
+def test_the_service_links_kubernetes_adds_are_not_mistakes() -> None:
+    links = {
+        "DISYNC_OPERATOR_METRICS_SERVICE_HOST": "10.96.0.7",
+        "DISYNC_OPERATOR_METRICS_SERVICE_PORT": "9090",
+        "DISYNC_OPERATOR_METRICS_SERVICE_PORT_METRICS": "9090",
+        "DISYNC_OPERATOR_METRICS_PORT": "tcp://10.96.0.7:9090",
+        "DISYNC_OPERATOR_METRICS_PORT_9090_TCP": "tcp://10.96.0.7:9090",
+        "DISYNC_OPERATOR_METRICS_PORT_9090_TCP_PROTO": "tcp",
+        "DISYNC_OPERATOR_METRICS_PORT_9090_TCP_PORT": "9090",
+        "DISYNC_OPERATOR_METRICS_PORT_9090_TCP_ADDR": "10.96.0.7",
+    }
+    assert unknown_variables(links) == []
+    assert unknown_variables({**links, "DISYNC_QSP": "1"}) == ["unknown setting DISYNC_QSP (did you mean DISYNC_QPS?)"]

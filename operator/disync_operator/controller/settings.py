@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from ipaddress import IPv4Address
 from typing import Literal
@@ -155,6 +156,14 @@ DEV_TOOL_VARIABLES = frozenset(
 )
 
 
+# What Kubernetes puts in every container's environment for each Service of its namespace (enableServiceLinks):
+# a Service "disync-operator-metrics" gives DISYNC_OPERATOR_METRICS_SERVICE_HOST, ..._PORT_9090_TCP_ADDR and the like.
+# (Seen on the first real node: the pods refused to start on them.)
+SERVICE_LINK = re.compile(
+    r"_SERVICE_HOST$|_SERVICE_PORT(_[A-Z0-9_]+)?$|_PORT(_[0-9]+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?$"
+)
+
+
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """Each `DISYNC_*` variable the operator doesn't know, with the nearest known name when one is close: a typo
     (`DISYNC_QSP`) would otherwise leave the default in force without a word."""
@@ -162,7 +171,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     known = {f"{prefix}{name}".upper() for name in OperatorSettings.model_fields}
     problems = []
     for name in sorted(environ):
-        if not name.startswith(prefix) or name in known or name in DEV_TOOL_VARIABLES:
+        if not name.startswith(prefix) or name in known or name in DEV_TOOL_VARIABLES or SERVICE_LINK.search(name):
             continue
         nearest = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
         hint = f" (did you mean {nearest[0]}?)" if nearest else ""
