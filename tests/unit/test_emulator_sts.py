@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from disync_operator.dataworks import (
     CredentialsError,
@@ -36,16 +37,29 @@ def b64(data: bytes) -> str:
 
 
 class Issuer:
-    """A service-account issuer: an RSA key, its JWKS, and tokens it signs."""
+    """A service-account issuer: an RSA key (or an EC P-256 one, as the real node's API server has), its JWKS, and
+    tokens it signs."""
 
-    def __init__(self, kid: str = "k1") -> None:
-        self.kid = kid
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    def __init__(self, kid: str = "k1", alg: str = "RS256") -> None:
+        self.kid, self.alg = kid, alg
+        self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.ec = ec.generate_private_key(ec.SECP256R1())
 
     def jwks(self) -> dict[str, Any]:
-        numbers = self.key.public_key().public_numbers()
+        if self.alg == "ES256":
+            point = self.ec.public_key().public_numbers()
+            x, y = point.x.to_bytes(32, "big"), point.y.to_bytes(32, "big")
+            jwk = {"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": self.kid, "x": b64(x), "y": b64(y)}
+            return {"keys": [jwk]}
+        numbers = self.rsa.public_key().public_numbers()
         n, e = numbers.n.to_bytes(256, "big"), numbers.e.to_bytes(3, "big")
         return {"keys": [{"kty": "RSA", "alg": "RS256", "use": "sig", "kid": self.kid, "n": b64(n), "e": b64(e)}]}
+
+    def sign(self, data: bytes) -> bytes:
+        if self.alg == "ES256":
+            r, s = decode_dss_signature(self.ec.sign(data, ec.ECDSA(hashes.SHA256())))
+            return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return self.rsa.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
     def token(self, **overrides: Any) -> str:
         now = int(time.time())
@@ -58,15 +72,14 @@ class Issuer:
             "exp": now + 600,
             **overrides,
         }
-        head = b64(json.dumps({"alg": "RS256", "kid": self.kid}).encode())
+        head = b64(json.dumps({"alg": self.alg, "kid": self.kid}).encode())
         body = b64(json.dumps(claims).encode())
-        signature = self.key.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
-        return f"{head}.{body}.{b64(signature)}"
+        return f"{head}.{body}.{b64(self.sign(f'{head}.{body}'.encode()))}"
 
 
-@pytest.fixture(scope="module")
-def issuer() -> Issuer:
-    return Issuer()
+@pytest.fixture(scope="module", params=["RS256", "ES256"])
+def issuer(request: pytest.FixtureRequest) -> Issuer:
+    return Issuer(alg=request.param)
 
 
 @pytest.fixture
@@ -111,7 +124,7 @@ async def test_a_projected_token_becomes_the_roles_credentials(
 @pytest.mark.parametrize(
     ("make", "code"),
     [
-        (lambda i: Issuer("k1").token(), "AuthenticationFail.OIDCToken.Invalid"),  # another key, same kid
+        (lambda i: Issuer("k1", i.alg).token(), "AuthenticationFail.OIDCToken.Invalid"),  # another key, same kid
         (lambda i: i.token(exp=int(time.time()) - 5), "AuthenticationFail.OIDCToken.Expired"),
         (lambda i: i.token(aud=["kubernetes"]), "AuthenticationFail.OIDCToken.AudienceNotMatch"),
         (lambda i: i.token(iss="https://elsewhere"), "AuthenticationFail.OIDCToken.IssuerNotMatch"),

@@ -1,9 +1,9 @@
 """STS AssumeRoleWithOIDC, as RRSA uses it: a pod's projected ServiceAccount token (audience sts.aliyuncs.com)
 exchanged for temporary credentials of a role.
 
-The token is checked as the cloud checks it against a registered OIDC provider: an RS256 JWT whose signature verifies
-with a key of the issuer's JSON Web Key Set (a Kubernetes API server's /openid/v1/jwks), whose issuer is the
-provider's, whose audience includes the configured one, and which is within its validity. The role and the provider
+The token is checked as the cloud checks it against a registered OIDC provider: an RS256 or ES256 JWT whose signature
+verifies with a key of the issuer's JSON Web Key Set (a Kubernetes API server's /openid/v1/jwks), whose issuer is
+the provider's, whose audience includes the configured one, and which is within its validity. The role and the provider
 must be configured together. The answer's credentials are one of the emulator's STS AccessKeys (with a security
 token), so the DataWorks calls made with them are checked as any other. Error codes: the ones the ACK RRSA
 documentation lists (dataworks-api.md); which code each check gives is the emulator's choice.
@@ -20,8 +20,9 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from disync_operator.emulator._config import AccessKeyConfig, StsConfig
 from disync_operator.emulator._errors import ApiError
@@ -32,6 +33,28 @@ _MAX_TOKEN = 20_000  # characters (RAM's documented limit)
 
 def _b64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# The two algorithms a Kubernetes service-account issuer signs with (an RSA or an EC P-256 key).
+_KEY_TYPES = {"RS256": "RSA", "ES256": "EC"}
+
+
+def _number(text: str) -> int:
+    return int.from_bytes(_b64url(text), "big")
+
+
+def _verify(alg: str, key: Mapping[str, Any], signature: bytes, signed: bytes) -> None:
+    """Raises InvalidSignature (or ValueError for a malformed key or signature) unless `signature` verifies."""
+    if alg == "RS256":
+        rsa = RSAPublicNumbers(_number(key["e"]), _number(key["n"])).public_key()
+        rsa.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
+        return
+    if key.get("crv") != "P-256" or len(signature) != 64:
+        raise ValueError("not a P-256 signature")
+    ec_key = ec.EllipticCurvePublicNumbers(_number(key["x"]), _number(key["y"]), ec.SECP256R1()).public_key()
+    # A JWS carries r||s; cryptography verifies the DER form.
+    der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+    ec_key.verify(der, signed, ec.ECDSA(hashes.SHA256()))
 
 
 def _invalid(message: str) -> ApiError:
@@ -48,15 +71,14 @@ def verify_token(token: str, sts: StsConfig, now: dt.datetime) -> dict[str, Any]
         signed = _b64url(signature)
     except (binascii.Error, ValueError):
         raise _invalid("The OIDCToken can't be decoded.") from None
-    if not isinstance(header, dict) or not isinstance(claims, dict) or header.get("alg") != "RS256":
-        raise _invalid("The OIDCToken must be an RS256 JWT.")
+    if not isinstance(header, dict) or not isinstance(claims, dict) or header.get("alg") not in _KEY_TYPES:
+        raise _invalid("The OIDCToken must be an RS256 or ES256 JWT.")
     key = next((k for k in sts.jwks.get("keys", []) if k.get("kid") == header.get("kid")), None)
-    if key is None or key.get("kty") != "RSA":
+    if key is None or key.get("kty") != _KEY_TYPES[header["alg"]]:
         raise _invalid("The OIDCToken's signing key is not one of the issuer's.")
-    public = RSAPublicNumbers(int.from_bytes(_b64url(key["e"]), "big"), int.from_bytes(_b64url(key["n"]), "big"))
     try:
-        public.public_key().verify(signed, f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
-    except InvalidSignature:
+        _verify(header["alg"], key, signed, f"{head}.{body}".encode())
+    except (InvalidSignature, ValueError, KeyError):
         raise _invalid("The OIDCToken's signature does not verify.") from None
     if claims.get("iss") != sts.issuer:
         raise ApiError(
