@@ -44,15 +44,6 @@ start=$(date +%s)
 log "first build of the local control plane (kubernetes $K8S_VERSION, etcd $ETCD_VERSION) into $BIN"
 log "this takes several minutes on a small machine; later runs reuse the cache"
 
-progress() {  # prints a heartbeat while a long step runs, so nobody stares at a silent terminal
-  local what=$1 pid=$2 t0
-  t0=$(date +%s)
-  while kill -0 "$pid" 2>/dev/null; do
-    sleep 15
-    kill -0 "$pid" 2>/dev/null && log "  still $what ($(( $(date +%s) - t0 ))s so far)"
-  done
-  wait "$pid"
-}
 
 log "[1/3] downloading Go modules"
 ( cd "$ROOT/hack/controlplane/k8s" && go mod download ) & progress "downloading kubernetes modules" $!

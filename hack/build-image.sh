@@ -27,16 +27,8 @@ for tool in buildah debootstrap; do
   command -v $tool >/dev/null || { log "$tool is needed (apt-get install buildah debootstrap)"; exit 1; }
 done
 mkdir -p "$OUT"
-
-progress() {  # a heartbeat while a long step runs
-  local what=$1 pid=$2 t0
-  t0=$(date +%s)
-  while kill -0 "$pid" 2>/dev/null; do
-    sleep 15
-    kill -0 "$pid" 2>/dev/null && log "  still $what ($(( $(date +%s) - t0 ))s so far)"
-  done
-  wait "$pid"
-}
+# shellcheck source=hack/go-build.sh
+source "$ROOT/hack/go-build.sh"  # progress, the heartbeat of a long step
 
 start=$(date +%s)
 if buildah "${BSTORE[@]}" inspect --type image "$BASE" >/dev/null 2>&1; then

@@ -57,15 +57,6 @@ mkdir -p "$BIN/cni"
 tmp=$(mktemp -d "$BIN/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-progress() {  # a heartbeat while a long step runs
-  local what=$1 pid=$2 t0
-  t0=$(date +%s)
-  while kill -0 "$pid" 2>/dev/null; do
-    sleep 15
-    kill -0 "$pid" 2>/dev/null && log "  still $what ($(( $(date +%s) - t0 ))s so far)"
-  done
-  wait "$pid"
-}
 
 start=$(date +%s)
 log "first build of the node (kubernetes $K8S_VERSION, containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, CNI plugins $CNI_VERSION)"

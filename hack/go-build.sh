@@ -1,5 +1,5 @@
-# Sourced by hack/build-controlplane.sh and hack/build-tool.sh: what building from pinned Go modules needs in both.
-# Expects a `log` function.
+# Sourced by the hack/build-*.sh scripts: what building from pinned Go modules needs, and the heartbeat of every long
+# step. Expects a `log` function.
 
 # require_go <go.mod> <what>: stop with a clear message if the local Go is older than the module asks.
 require_go() {
@@ -17,4 +17,15 @@ require_go() {
 go_build_env() {
   export CGO_ENABLED=0 GOWORK=off GOTOOLCHAIN=${GOTOOLCHAIN:-local} GOFLAGS=-mod=readonly
   PARALLEL=${GOBUILD_P:-2}
+}
+
+# progress <what> <pid>: a heartbeat while a long step runs, so nobody stares at a silent terminal; returns its status.
+progress() {
+  local what=$1 pid=$2 t0
+  t0=$(date +%s)
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 15
+    kill -0 "$pid" 2>/dev/null && log "  still $what ($(( $(date +%s) - t0 ))s so far)"
+  done
+  wait "$pid"
 }
